@@ -1,0 +1,50 @@
+"""Daily per-student, per-topic features (the metrics job, part 1)."""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, get_current_context, task
+
+from learning_analytics.kpi import build_features_topic_daily, features_window
+from learning_analytics.pipeline import START_DATE, default_task_args
+from learning_analytics.settings import FeaturesSettings
+from learning_analytics.warehouse import Warehouse
+from learning_analytics.windows import run_date_from_context
+
+DOC_MD = """
+### Daily topic features
+
+Aggregates the `attempt` view into **`features_topic_daily`**: one row per student,
+topic and UTC day with attempts, correct answers, accuracy, time spent and the mean
+difficulty of the questions tried. Feeds `cluster_segments`.
+
+* **Window**: the `FEATURES_LOOKBACK_DAYS` days before the logical date (default 3,
+  so late-arriving attempts are picked up). A backfill over a long period: trigger
+  with a larger `FEATURES_LOOKBACK_DAYS`.
+* **Idempotent**: the window's days are deleted and rebuilt in one transaction.
+* SQL: `include/sql/kpi/features_topic_daily.sql`.
+"""
+
+
+@dag(
+    dag_id=FeaturesSettings.dag_id,
+    schedule=FeaturesSettings.schedule,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    params=FeaturesSettings.params(),
+    tags=["learning-analytics", "metrics"],
+    doc_md=DOC_MD,
+    default_args=default_task_args(),
+)
+def build_features_topic_daily_dag() -> None:
+    @task(doc_md="Rebuilds the window's days of `features_topic_daily` in SQL.")
+    def build_features() -> int:
+        context = get_current_context()
+        settings = FeaturesSettings.from_params(context["params"])
+        window = features_window(run_date_from_context(context), settings)
+        return build_features_topic_daily(Warehouse(), window)
+
+    build_features()
+
+
+build_features_topic_daily_dag()

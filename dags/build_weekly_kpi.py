@@ -1,0 +1,61 @@
+"""Weekly KPI per student (the metrics job, part 2)."""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, get_current_context, task
+
+from learning_analytics.kpi import build_weekly_kpi, kpi_window
+from learning_analytics.pipeline import START_DATE, default_task_args
+from learning_analytics.settings import KpiSettings
+from learning_analytics.warehouse import Warehouse
+from learning_analytics.windows import run_date_from_context
+
+DOC_MD = """
+### Weekly KPI
+
+Builds **`weekly_kpi`**, one row per student and ISO week (Monday, UTC), from the
+`attempt` view: attempts, correct, accuracy, active days, time spent and the
+learning index
+
+`I_t = 100 * accuracy_t * ln(1 + attempts_t) / ln(201)`
+
+(accuracy weighted by log-effort; 200 attempts at 100% is 100; 0 in a week without
+attempts). A student has a row for every week from their first attempt to their
+exam week, so inactive weeks are visible to the models.
+
+`P` = probability of reaching the accuracy goal at the target week (the exam week,
+at most `GOAL_HORIZON_WEEKS` ahead). With `METRICS_USE_BAYESIAN=false` it is the
+simple estimate (a least-squares line through the last `KPI_P_HISTORY_WEEKS` weeks);
+with `true`, P comes from the latest converged `fit_bayesian_growth` run where one
+exists (`p_source` says which). `S` is written by `fit_survival_churn` and kept.
+
+* **Schedule**: Mondays 04:00 UTC, before `fit_bayesian_growth` (04:30).
+* **Window**: the `KPI_LOOKBACK_WEEKS` complete weeks before the logical date.
+* **Idempotent**: rows of the window are upserted in one transaction.
+* SQL: `include/sql/kpi/weekly_kpi.sql`; details in `docs/metrics.md`.
+"""
+
+
+@dag(
+    dag_id=KpiSettings.dag_id,
+    schedule=KpiSettings.schedule,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    params=KpiSettings.params(),
+    tags=["learning-analytics", "metrics"],
+    doc_md=DOC_MD,
+    default_args=default_task_args(),
+)
+def build_weekly_kpi_dag() -> None:
+    @task(doc_md="Rebuilds the window's weeks of `weekly_kpi` (activity, I_t, P) in SQL.")
+    def build_kpi() -> int:
+        context = get_current_context()
+        settings = KpiSettings.from_params(context["params"])
+        window = kpi_window(run_date_from_context(context), settings)
+        return build_weekly_kpi(Warehouse(), window, settings)
+
+    build_kpi()
+
+
+build_weekly_kpi_dag()

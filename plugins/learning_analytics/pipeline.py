@@ -1,0 +1,220 @@
+"""The extract -> fit -> persist machinery shared by the four model DAGs.
+
+A model is described by a :class:`ModelPipeline` subclass (what to read, how to
+call its R service, what to write); :func:`build_model_dag` turns it into a DAG:
+
+``extract``
+    reads the lookback window from the warehouse (aggregation in SQL), splits it
+    into shards of bounded size and stages each shard as a Parquet file. It returns
+    only the shard URIs (or the reason the run has too little data to fit).
+``fit`` (mapped, one task instance per shard)
+    sends one shard to the R service through :class:`RServiceHook` and stages the
+    answer as JSON. More Airflow workers and more service replicas fit more shards
+    at once; a failed shard is retried alone.
+``persist``
+    reads every shard's answer and writes all of the run's rows in ONE transaction,
+    replacing whatever an earlier run of the same logical date wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar, Generic, TypeVar
+
+import pandas as pd
+from airflow.sdk import dag, get_current_context, task
+from airflow.sdk.definitions.dag import DAG
+
+from learning_analytics.r_service import RServiceHook
+from learning_analytics.settings import ModelSettings
+from learning_analytics.staging import RunStaging, read_frame, read_json
+from learning_analytics.warehouse import Warehouse, WarehouseTransaction
+from learning_analytics.windows import RunWindow, run_date_from_context
+
+log = logging.getLogger(__name__)
+
+SettingsT = TypeVar("SettingsT", bound=ModelSettings)
+
+#: Every DAG of the package is owned by this team and starts on this date.
+OWNER = "learning-analytics"
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def default_task_args() -> dict[str, Any]:
+    """Retries for every task; ``LA_TASK_RETRIES`` / ``LA_RETRY_DELAY_SECONDS`` override.
+
+    Retries cover a service restart or a database failover; the R-service hook also
+    retries connection errors, 429 and 5xx within one try.
+    """
+    return {
+        "owner": OWNER,
+        "retries": int(os.environ.get("LA_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(seconds=float(os.environ.get("LA_RETRY_DELAY_SECONDS", "300"))),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+    }
+
+
+@dataclass
+class Extracted:
+    """What ``extract`` produced: shards to fit, or why there is nothing to fit."""
+
+    shards: list[pd.DataFrame] = field(default_factory=list)
+    skip_reason: str | None = None
+    #: Small facts about the extract, recorded by ``persist`` (e.g. sizes).
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunContext(Generic[SettingsT]):
+    """What every step of a run knows: its window and its settings."""
+
+    window: RunWindow
+    settings: SettingsT
+    dag_id: str
+    run_id: str
+
+
+class ModelPipeline(ABC, Generic[SettingsT]):
+    """One model: subclasses say what to read, how to fit, what to write."""
+
+    settings_cls: ClassVar[type[ModelSettings]]
+    #: Airflow connection of the model's R service.
+    service_conn_id: ClassVar[str]
+    tags: ClassVar[tuple[str, ...]]
+    #: Seconds one fit request may take before the hook gives up on it.
+    fit_timeout_s: ClassVar[float] = 1800.0
+
+    @property
+    @abstractmethod
+    def doc_md(self) -> str:
+        """Markdown shown on the DAG page of the Airflow UI."""
+
+    @abstractmethod
+    def window(self, run_date: date, settings: SettingsT) -> RunWindow:
+        """The dates this run reads, computed from its logical date."""
+
+    @abstractmethod
+    def extract(self, warehouse: Warehouse, run: RunContext[SettingsT]) -> Extracted:
+        """Read the window (aggregating in SQL) and split it into shards."""
+
+    @abstractmethod
+    def fit_shard(self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[SettingsT]) -> dict[str, Any]:
+        """Fit one shard on the R service; return a JSON-able result."""
+
+    @abstractmethod
+    def persist(
+        self,
+        tx: WarehouseTransaction,
+        results: Sequence[dict[str, Any]],
+        extracted: dict[str, Any],
+        run: RunContext[SettingsT],
+    ) -> dict[str, Any]:
+        """Write the run's rows inside ``tx``; return a small summary (row counts)."""
+
+    # -- helpers shared by the tasks -------------------------------------------------
+
+    def run_context(self, context: dict[str, Any]) -> RunContext[SettingsT]:
+        settings = self.settings_cls.from_params(context["params"])
+        window = self.window(run_date_from_context(context), settings)  # type: ignore[arg-type]
+        return RunContext(window=window, settings=settings, dag_id=context["dag"].dag_id, run_id=context["run_id"])  # type: ignore[arg-type]
+
+    def service(self) -> RServiceHook:
+        return RServiceHook(self.service_conn_id, timeout_s=self.fit_timeout_s)
+
+
+def chunk_by_key(frame: pd.DataFrame, key: str, max_keys: int) -> list[pd.DataFrame]:
+    """Split ``frame`` into parts holding at most ``max_keys`` distinct ``key`` values.
+
+    Keys are spread round-robin in sorted order, so parts are balanced and a key's
+    rows never straddle two parts; the same data always gives the same parts.
+    """
+    if frame.empty:
+        return []
+    keys = pd.Series(sorted(frame[key].unique()))
+    n_parts = -(-len(keys) // max_keys)
+    part_of_key = pd.Series(range(len(keys)), index=keys) % n_parts
+    part = frame[key].map(part_of_key)
+    return [frame[part == index].reset_index(drop=True) for index in range(n_parts)]
+
+
+def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
+    """The DAG of ``pipeline``: ``extract >> fit.expand(shards) >> persist``."""
+    settings_cls = pipeline.settings_cls
+
+    @dag(
+        dag_id=settings_cls.dag_id,
+        schedule=settings_cls.schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=timedelta(hours=6),
+        params=settings_cls.params(),
+        tags=list(pipeline.tags),
+        doc_md=pipeline.doc_md,
+        default_args=default_task_args(),
+    )
+    def model_dag() -> None:
+        @task(
+            multiple_outputs=True,
+            execution_timeout=timedelta(minutes=30),
+            doc_md="Reads the lookback window from the warehouse, splits it into shards and stages "
+            "them; returns only their URIs. Logs why a run with too little data is skipped.",
+        )
+        def extract() -> dict[str, Any]:
+            context = get_current_context()
+            run = pipeline.run_context(context)
+            log.info("window %s .. %s (exclusive), settings %s", run.window.start, run.window.end, run.settings.as_dict())
+            extracted = pipeline.extract(Warehouse(), run)
+            staging = RunStaging(run.dag_id, run.run_id)
+            shards = [
+                {"shard_uri": staging.write_frame(f"shard-{index:04d}", shard), "shard_index": index}
+                for index, shard in enumerate(extracted.shards)
+            ]
+            if extracted.skip_reason:
+                log.warning("skipping the fit: %s", extracted.skip_reason)
+            else:
+                log.info("staged %s shard(s): %s", len(shards), extracted.summary)
+            return {"shards": shards, "skip_reason": extracted.skip_reason, "summary": extracted.summary}
+
+        @task(
+            execution_timeout=timedelta(seconds=pipeline.fit_timeout_s * 2),
+            doc_md="Fits one shard on the model's R service (bearer token from the connection, "
+            "retries on connection errors, 429 and 5xx) and stages the answer.",
+        )
+        def fit(shard_uri: str, shard_index: int) -> str:
+            context = get_current_context()
+            run = pipeline.run_context(context)
+            shard = read_frame(shard_uri)
+            started = time.monotonic()
+            log.info("shard %s: %s rows", shard_index, len(shard))
+            result = pipeline.fit_shard(pipeline.service(), shard, shard_index, run)
+            log.info("shard %s: fitted in %.1f s", shard_index, time.monotonic() - started)
+            return RunStaging(run.dag_id, run.run_id).write_json(f"fit-{shard_index:04d}", result)
+
+        @task(
+            trigger_rule="none_failed",
+            execution_timeout=timedelta(minutes=30),
+            doc_md="Writes every output table of the run in one transaction, replacing the rows "
+            "of earlier runs of the same logical date; nothing is written if anything fails.",
+        )
+        def persist(skip_reason: str | None, summary: dict[str, Any], result_uris: Sequence[str] | None) -> dict[str, Any]:
+            context = get_current_context()
+            run = pipeline.run_context(context)
+            results = [read_json(uri) for uri in (result_uris or []) if uri]
+            with Warehouse().transaction() as tx:
+                written = pipeline.persist(tx, results, {"skip_reason": skip_reason, "summary": summary}, run)
+            log.info("run %s committed: %s", run.window.run_date, written)
+            return written
+
+        extracted = extract()
+        fitted = fit.expand_kwargs(extracted["shards"])
+        persist(extracted["skip_reason"], extracted["summary"], fitted)
+
+    return model_dag()

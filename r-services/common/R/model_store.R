@@ -1,0 +1,55 @@
+# Fitted-model store: one RDS file per model under MODEL_DIR, addressed by a
+# generated `model_id` such as `growth-20240101T043000-3f9c2a1b7d4e5f60`.
+# Ids are checked against a strict pattern before touching the file system, so
+# a crafted id can never reach outside MODEL_DIR.
+
+model_id_pattern <- "^[a-z][a-z0-9]*-[0-9]{8}T[0-9]{6}-[0-9a-f]{16}$"
+
+model_dir <- function() {
+  dir <- Sys.getenv("MODEL_DIR", unset = "")
+  if (!nzchar(dir)) file.path(getwd(), "models") else dir
+}
+
+new_model_id <- function(prefix) {
+  if (!grepl("^[a-z][a-z0-9]*$", prefix)) {
+    stop("model id prefix must be lowercase letters and digits: ", prefix)
+  }
+  paste(prefix, format(Sys.time(), "%Y%m%dT%H%M%S", tz = "UTC"), random_hex(8L), sep = "-")
+}
+
+model_path <- function(model_id) {
+  file.path(model_dir(), paste0(model_id, ".rds"))
+}
+
+# Saves `object` and returns its new model_id. Written to a temporary file and
+# renamed, so a concurrent reader never sees a half-written model.
+save_model <- function(object, prefix) {
+  dir.create(model_dir(), recursive = TRUE, showWarnings = FALSE)
+  model_id <- new_model_id(prefix)
+  path <- model_path(model_id)
+  partial <- paste0(path, ".partial-", Sys.getpid())
+  saveRDS(object, partial)
+  if (!file.rename(partial, path)) {
+    unlink(partial)
+    stop("could not store model ", model_id)
+  }
+  model_id
+}
+
+# Loads a stored model. `field` names the request field in error messages.
+# A prefix (e.g. "growth") restricts which kind of model the id may name.
+load_model <- function(model_id, prefix = NULL, field = "model_id") {
+  if (is.null(model_id)) {
+    stop_bad_request(paste0(field, ": required field is missing"))
+  }
+  if (!is.character(model_id) || length(model_id) != 1 || is.na(model_id)) {
+    stop_bad_request(paste0(field, ": must be a string"))
+  }
+  well_formed <- grepl(model_id_pattern, model_id)
+  right_kind <- is.null(prefix) || startsWith(model_id, paste0(prefix, "-"))
+  path <- model_path(model_id)
+  if (!well_formed || !right_kind || !file.exists(path)) {
+    stop_not_found(paste0(field, ": unknown model ", format_value(model_id)))
+  }
+  readRDS(path)
+}

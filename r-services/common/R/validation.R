@@ -1,0 +1,277 @@
+# Input validation for JSON request bodies.
+#
+# Tables travel column-oriented (`{"col": [...], ...}`) and arrive here as the
+# named lists that `jsonlite::fromJSON(simplifyVector = TRUE)` produces. Every
+# check fails with `stop_bad_request()` and a message that starts with the
+# field path, e.g. `data.accuracy: values must be within [0, 1] (row 3 is 1.4)`,
+# so that a caller can fix its request without reading R code.
+
+format_value <- function(x) {
+  if (is.character(x)) {
+    return(encodeString(x, quote = "\""))
+  }
+  if (length(x) == 1 && is.na(x)) {
+    return("null")
+  }
+  format(x, digits = 15)
+}
+
+field_path <- function(field, name) {
+  if (is.null(field) || !nzchar(field)) name else paste0(field, ".", name)
+}
+
+is_json_object <- function(x) {
+  is.list(x) && !is.data.frame(x) && (length(x) == 0 || !is.null(names(x)))
+}
+
+# The parsed body as a named list; anything else is a 400 naming `body`.
+request_body <- function(req) {
+  body <- req$body
+  if (is.null(body) || length(body) == 0) {
+    stop_bad_request("body: must be a JSON object, got an empty body")
+  }
+  if (!is_json_object(body)) {
+    stop_bad_request("body: must be a JSON object")
+  }
+  body
+}
+
+# Validates a column-oriented table and returns it as a data frame.
+# `required` columns must be present; all columns must be arrays of scalars of
+# one common, non-zero length. Columns not listed are kept (services may use
+# them as covariates or features).
+validate_table <- function(value, field = "data", required = character()) {
+  if (is.null(value)) {
+    stop_bad_request(paste0(field, ": required field is missing"))
+  }
+  if (is.data.frame(value)) {
+    stop_bad_request(paste0(
+      field, ": must be column-oriented (an object of equal-length arrays), ",
+      "not an array of row objects"
+    ))
+  }
+  if (!is_json_object(value) || length(value) == 0) {
+    stop_bad_request(paste0(field, ": must be an object of equal-length arrays"))
+  }
+  missing_columns <- setdiff(required, names(value))
+  if (length(missing_columns) > 0) {
+    stop_bad_request(paste0(
+      field_path(field, missing_columns[1]), ": required column is missing"
+    ))
+  }
+  columns <- lapply(names(value), function(name) {
+    column <- value[[name]]
+    # `[]` parses as an empty list and `[null, null]` as a logical NA vector.
+    if (is.list(column) && length(column) == 0) {
+      return(logical())
+    }
+    if (is.null(column)) {
+      stop_bad_request(paste0(field_path(field, name), ": must be an array, got null"))
+    }
+    if (!is.atomic(column) || !is.null(dim(column))) {
+      stop_bad_request(paste0(field_path(field, name), ": must be an array of scalars"))
+    }
+    column
+  })
+  names(columns) <- names(value)
+  lengths <- vapply(columns, length, integer(1))
+  if (length(unique(lengths)) > 1) {
+    shown <- paste0(names(lengths), " has ", lengths, collapse = ", ")
+    stop_bad_request(paste0(field, ": columns must have equal lengths (", shown, ")"))
+  }
+  if (lengths[1] == 0) {
+    stop_bad_request(paste0(field, ": must contain at least one row"))
+  }
+  as.data.frame(columns, stringsAsFactors = FALSE, optional = TRUE)
+}
+
+check_no_missing <- function(values, path) {
+  missing_rows <- which(is.na(values))
+  if (length(missing_rows) > 0) {
+    stop_bad_request(paste0(path, ": values must not be null (row ", missing_rows[1], ")"))
+  }
+}
+
+# Numeric column with optional range and whole-number checks. Returns a double
+# vector (integer-valued columns are returned as integers when `integer`).
+check_numeric_column <- function(table, column, field = "data", min = -Inf, max = Inf,
+                                 integer = FALSE, allow_missing = FALSE) {
+  path <- field_path(field, column)
+  values <- table[[column]]
+  if (is.null(values)) {
+    stop_bad_request(paste0(path, ": required column is missing"))
+  }
+  if (!is.numeric(values) && !all(is.na(values))) {
+    bad_row <- which(!is.na(values))[1]
+    stop_bad_request(paste0(
+      path, ": values must be numbers (row ", bad_row, " is ",
+      format_value(values[bad_row]), ")"
+    ))
+  }
+  values <- as.numeric(values)
+  if (!allow_missing) {
+    check_no_missing(values, path)
+  }
+  present <- !is.na(values)
+  if (integer) {
+    bad <- which(present & values != round(values))
+    if (length(bad) > 0) {
+      stop_bad_request(paste0(
+        path, ": values must be whole numbers (row ", bad[1], " is ",
+        format_value(values[bad[1]]), ")"
+      ))
+    }
+  }
+  bad <- which(present & (values < min | values > max))
+  if (length(bad) > 0) {
+    stop_bad_request(paste0(
+      path, ": values must be within [", format_value(min), ", ", format_value(max),
+      "] (row ", bad[1], " is ", format_value(values[bad[1]]), ")"
+    ))
+  }
+  if (integer) as.integer(values) else values
+}
+
+check_probability_column <- function(table, column, field = "data", allow_missing = FALSE) {
+  check_numeric_column(table, column, field, min = 0, max = 1, allow_missing = allow_missing)
+}
+
+# Identifier column (strings or whole numbers, no nulls). Returned unchanged so
+# that responses echo ids with the type the caller sent.
+check_id_column <- function(table, column, field = "data") {
+  path <- field_path(field, column)
+  values <- table[[column]]
+  if (is.null(values)) {
+    stop_bad_request(paste0(path, ": required column is missing"))
+  }
+  check_no_missing(values, path)
+  if (!is.character(values) && !is.numeric(values)) {
+    stop_bad_request(paste0(path, ": values must be strings or integers"))
+  }
+  values
+}
+
+# ISO `YYYY-MM-DD` dates; returns a Date vector.
+check_date_column <- function(table, column, field = "data") {
+  path <- field_path(field, column)
+  values <- table[[column]]
+  if (is.null(values)) {
+    stop_bad_request(paste0(path, ": required column is missing"))
+  }
+  check_no_missing(values, path)
+  text <- as.character(values)
+  dates <- as.Date(text, format = "%Y-%m-%d")
+  bad <- which(!is.character(values) | is.na(dates) | !grepl("^\\d{4}-\\d{2}-\\d{2}$", text))
+  if (length(bad) > 0) {
+    stop_bad_request(paste0(
+      path, ": values must be ISO dates YYYY-MM-DD (row ", bad[1], " is ",
+      format_value(values[bad[1]]), ")"
+    ))
+  }
+  dates
+}
+
+check_choice_column <- function(table, column, choices, field = "data") {
+  path <- field_path(field, column)
+  values <- table[[column]]
+  if (is.null(values)) {
+    stop_bad_request(paste0(path, ": required column is missing"))
+  }
+  check_no_missing(values, path)
+  bad <- which(!(values %in% choices))
+  if (length(bad) > 0) {
+    stop_bad_request(paste0(
+      path, ": values must be one of ", paste(format_value(choices), collapse = ", "),
+      " (row ", bad[1], " is ", format_value(values[bad[1]]), ")"
+    ))
+  }
+  values
+}
+
+# A scalar number from an object. JSON null or an absent field gives `default`;
+# without a default the field is required.
+scalar_number <- function(body, name, default = NULL, min = -Inf, max = Inf,
+                          integer = FALSE, field = NULL) {
+  path <- field_path(field, name)
+  value <- body[[name]]
+  if (is.null(value)) {
+    if (is.null(default)) {
+      stop_bad_request(paste0(path, ": required field is missing"))
+    }
+    return(default)
+  }
+  if (!is.numeric(value) || length(value) != 1 || is.na(value) || !is.null(dim(value))) {
+    stop_bad_request(paste0(path, ": must be a single number"))
+  }
+  if (integer && value != round(value)) {
+    stop_bad_request(paste0(path, ": must be a whole number, got ", format_value(value)))
+  }
+  if (value < min || value > max) {
+    stop_bad_request(paste0(
+      path, ": must be within [", format_value(min), ", ", format_value(max),
+      "], got ", format_value(value)
+    ))
+  }
+  if (integer) as.integer(value) else as.numeric(value)
+}
+
+scalar_string <- function(body, name, default = NULL, choices = NULL, field = NULL) {
+  path <- field_path(field, name)
+  value <- body[[name]]
+  if (is.null(value)) {
+    if (is.null(default)) {
+      stop_bad_request(paste0(path, ": required field is missing"))
+    }
+    return(default)
+  }
+  if (!is.character(value) || length(value) != 1 || is.na(value)) {
+    stop_bad_request(paste0(path, ": must be a string"))
+  }
+  if (!is.null(choices) && !(value %in% choices)) {
+    stop_bad_request(paste0(
+      path, ": must be one of ", paste(format_value(choices), collapse = ", "),
+      ", got ", format_value(value)
+    ))
+  }
+  value
+}
+
+scalar_flag <- function(body, name, default = NULL, field = NULL) {
+  path <- field_path(field, name)
+  value <- body[[name]]
+  if (is.null(value)) {
+    if (is.null(default)) {
+      stop_bad_request(paste0(path, ": required field is missing"))
+    }
+    return(default)
+  }
+  if (!is.logical(value) || length(value) != 1 || is.na(value)) {
+    stop_bad_request(paste0(path, ": must be true or false"))
+  }
+  value
+}
+
+# An array of distinct strings, e.g. a list of feature or covariate names.
+string_array <- function(body, name, default = NULL, min_length = 1L, field = NULL) {
+  path <- field_path(field, name)
+  value <- body[[name]]
+  if (is.null(value)) {
+    if (is.null(default)) {
+      stop_bad_request(paste0(path, ": required field is missing"))
+    }
+    return(default)
+  }
+  if (is.list(value) && length(value) == 0) {
+    value <- character()
+  }
+  if (!is.character(value) || any(is.na(value)) || !is.null(dim(value))) {
+    stop_bad_request(paste0(path, ": must be an array of strings"))
+  }
+  if (length(value) < min_length) {
+    stop_bad_request(paste0(path, ": must contain at least ", min_length, " value(s)"))
+  }
+  if (anyDuplicated(value)) {
+    stop_bad_request(paste0(path, ": values must be distinct (", format_value(value[anyDuplicated(value)]), " repeats)"))
+  }
+  value
+}

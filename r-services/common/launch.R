@@ -1,0 +1,77 @@
+# Starts one service in the foreground. Called by `r-services/run-service`:
+#   Rscript launch.R <services_root> <service_name> <port>
+# Environment: R_SERVICE_TOKEN (required), HOST (default 127.0.0.1),
+# MODEL_DIR (default <working directory>/models), R_WORKERS (default 2),
+# MAX_BODY_BYTES (default 50 MiB).
+
+fail <- function(...) {
+  message("run-service: ", ...)
+  quit(save = "no", status = 2)
+}
+
+args <- commandArgs(trailingOnly = TRUE)
+if (length(args) != 3) {
+  fail("usage: run-service <service-name> <port>")
+}
+services_root <- normalizePath(args[1], mustWork = TRUE)
+service_name <- args[2]
+port <- suppressWarnings(as.integer(args[3]))
+
+if (!grepl("^[A-Za-z0-9._-]+$", service_name)) {
+  fail("invalid service name ", encodeString(service_name, quote = "\""))
+}
+service_dir <- file.path(services_root, service_name)
+if (!file.exists(file.path(service_dir, "plumber.R"))) {
+  fail("no service ", encodeString(service_name, quote = "\""), " (expected ", file.path(service_dir, "plumber.R"), ")")
+}
+if (is.na(port) || port < 1L || port > 65535L || as.character(port) != args[3]) {
+  fail("port must be an integer in 1..65535, got ", encodeString(args[3], quote = "\""))
+}
+if (!nzchar(Sys.getenv("R_SERVICE_TOKEN"))) {
+  fail("R_SERVICE_TOKEN is empty or unset; refusing to start without an auth token")
+}
+host <- Sys.getenv("HOST", unset = "")
+if (!nzchar(host)) host <- "127.0.0.1"
+
+common_dir <- normalizePath(dirname(sub("^--file=", "", grep("^--file=", commandArgs(), value = TRUE)[1])))
+model_dir_path <- Sys.getenv("MODEL_DIR", unset = "")
+if (!nzchar(model_dir_path)) model_dir_path <- file.path(getwd(), "models")
+dir.create(model_dir_path, recursive = TRUE, showWarnings = FALSE)
+# Absolute paths in the environment so that workers agree with this process.
+Sys.setenv(
+  MODEL_DIR = normalizePath(model_dir_path, mustWork = TRUE),
+  R_SERVICE_NAME = service_name
+)
+
+options(
+  r_service.common_r_dir = file.path(common_dir, "R"),
+  r_service.code_dir = file.path(service_dir, "R")
+)
+
+code_env <- new.env(parent = globalenv())
+code_files <- c(
+  sort(list.files(file.path(common_dir, "R"), pattern = "\\.[Rr]$", full.names = TRUE)),
+  sort(list.files(file.path(service_dir, "R"), pattern = "\\.[Rr]$", full.names = TRUE))
+)
+for (file in code_files) {
+  sys.source(file, envir = code_env)
+}
+
+invisible(tryCatch(code_env$max_body_bytes(), error = function(err) fail(conditionMessage(err))))
+workers <- tryCatch(code_env$worker_count(), error = function(err) fail(conditionMessage(err)))
+
+# A service may prepare expensive state (e.g. compiled Stan models) before it
+# accepts requests.
+on_service_start <- get0("on_service_start", envir = code_env, inherits = FALSE)
+if (is.function(on_service_start)) {
+  code_env$log_event("info", "preparing service")
+  on_service_start()
+}
+
+code_env$configure_workers(workers)
+router <- code_env$build_service(service_dir, service_name, code_env)
+code_env$log_event(
+  "info", "service starting",
+  host = host, port = port, model_dir = Sys.getenv("MODEL_DIR"), workers = workers
+)
+router$run(host = host, port = port, docs = TRUE, quiet = TRUE)

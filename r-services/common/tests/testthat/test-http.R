@@ -1,0 +1,114 @@
+test_that("/health and /openapi.json are open and describe the service", {
+  health <- http_get(echo_service, "/health", token = NULL)
+  expect_equal(health$status, 200L)
+  expect_equal(health$json$status, "ok")
+  expect_equal(health$json$service, "echo-service")
+  expect_equal(health$json$workers, 2L)
+  expect_true(health$json$fixture)
+
+  spec <- http_get(echo_service, "/openapi.json", token = NULL)
+  expect_equal(spec$status, 200L)
+  expect_true(all(c("/health", "/echo/table", "/echo/sum") %in% names(spec$json$paths)))
+  expect_equal(spec$json$info$title, "echo-service")
+})
+
+test_that("model endpoints need the bearer token", {
+  body <- list(data = list(user_id = 1, x = 0.5))
+  expect_http_error(http_post(echo_service, "/echo/table", body, token = NULL), 401L, "missing bearer token")
+  expect_http_error(http_post(echo_service, "/echo/table", body, token = "wrong"), 401L, "invalid bearer token")
+  expect_http_error(
+    http_post(echo_service, "/echo/table", body, token = paste0(echo_service$token, "x")),
+    401L, "invalid bearer token"
+  )
+  ok <- http_post(echo_service, "/echo/table", body)
+  expect_equal(ok$status, 200L)
+  expect_equal(ok$json$data$user_id, 1L)
+})
+
+test_that("bad input is a 400 naming the field", {
+  post_data <- function(data, ...) http_post(echo_service, "/echo/table", list(data = data, ...))
+  expect_http_error(post_data(list(user_id = c(1, 2))), 400L, "data.x: required column is missing")
+  expect_http_error(post_data(list(user_id = c(1, 2), x = 0.1)), 400L, "data: columns must have equal lengths (user_id has 2, x has 1)")
+  expect_http_error(post_data(list(user_id = c(1, 2, 3), x = c(0.1, 0.2, 1.4))), 400L, "data.x: values must be within [0, 1] (row 3 is 1.4)")
+  expect_http_error(post_data(list(user_id = 1, x = "a")), 400L, "data.x: values must be numbers (row 1 is \"a\")")
+  expect_http_error(post_data(list(user_id = c(1, NA), x = c(0.1, 0.2))), 400L, "data.user_id: values must not be null (row 2)")
+  expect_http_error(post_data(list(user_id = 1, x = 0.1, day = "2024-02-30")), 400L, "data.day: values must be ISO dates")
+  expect_http_error(post_data(list(user_id = list(), x = list())), 400L, "data: must contain at least one row")
+  expect_http_error(post_data(list(user_id = 1, x = 0.1), scale = 11), 400L, "scale: must be within [0, 10], got 11")
+  expect_http_error(post_data(list(user_id = 1, x = 0.1), scale = "big"), 400L, "scale: must be a single number")
+  expect_http_error(http_post(echo_service, "/echo/table", list(other = 1)), 400L, "data: required field is missing")
+  row_oriented <- http_post(echo_service, "/echo/table", raw_body = '{"data": [{"user_id": 1, "x": 0.1}]}')
+  expect_http_error(row_oriented, 400L, "data: must be column-oriented")
+})
+
+test_that("invalid JSON and non-object bodies are 400 naming body", {
+  expect_http_error(http_post(echo_service, "/echo/table", raw_body = '{"data": {'), 400L, "body: invalid JSON")
+  expect_http_error(http_post(echo_service, "/echo/table", raw_body = "[1, 2]"), 400L, "body: must be a JSON object")
+  expect_http_error(http_post(echo_service, "/echo/table", raw_body = ""), 400L, "body: must be a JSON object")
+})
+
+test_that("oversized bodies are 413 with a JSON error", {
+  big <- list(data = list(user_id = seq_len(1000), x = rep(0.5, 1000)))
+  expect_http_error(http_post(echo_service, "/echo/table", big), 413L, "body: request body exceeds the limit of 4000 bytes")
+})
+
+test_that("unknown routes and models are 404 JSON", {
+  expect_http_error(http_get(echo_service, "/no/such/route"), 404L, "no route for GET /no/such/route")
+  expect_http_error(http_post(echo_service, "/echo/load", list(model_id = "echo-20240101T000000-0011")), 404L, "model_id: unknown model")
+  expect_http_error(http_post(echo_service, "/echo/load", list(model_id = "../../../etc/passwd")), 404L, "model_id: unknown model")
+  expect_http_error(http_post(echo_service, "/echo/load", list(model_id = 3)), 400L, "model_id: must be a string")
+})
+
+test_that("worker jobs return values, keep error statuses and hide internals", {
+  expect_equal(http_post(echo_service, "/echo/sum", list(data = list(x = c(1, 2, 3.5))))$json, 6.5)
+  expect_http_error(
+    http_post(echo_service, "/echo/sum", list(data = list(x = c(1, -2)))),
+    400L, "data.x: values must be non-negative (raised in a worker)"
+  )
+  failed <- http_post(echo_service, "/echo/fail", list())
+  expect_equal(failed$status, 500L)
+  expect_equal(failed$json$error, "internal error")
+  expect_match(failed$json$request_id, "^[0-9a-f]{24}$")
+  expect_false(grepl("secret internal detail", failed$text, fixed = TRUE))
+
+  stored <- http_post(echo_service, "/echo/store", list(data = list(x = c(4, 5))))
+  expect_equal(stored$status, 200L)
+  expect_match(stored$json$model_id, "^echo-\\d{8}T\\d{6}-[0-9a-f]{16}$")
+  loaded <- http_post(echo_service, "/echo/load", list(model_id = stored$json$model_id))
+  expect_equal(loaded$json$values, c(4L, 5L))
+  expect_true(file.exists(file.path(echo_service$model_dir, paste0(stored$json$model_id, ".rds"))))
+})
+
+test_that("/health answers while a worker job runs", {
+  pool <- curl::new_pool()
+  slow <- NULL
+  handle <- curl::new_handle(customrequest = "POST", postfields = '{"seconds": 3}')
+  curl::handle_setheaders(handle, Authorization = paste("Bearer", echo_service$token), "Content-Type" = "application/json")
+  curl::curl_fetch_multi(
+    paste0(echo_service$url, "/echo/sleep"),
+    done = function(response) slow <<- response,
+    pool = pool,
+    handle = handle
+  )
+  curl::multi_run(timeout = 0.5, pool = pool)
+  started <- Sys.time()
+  health <- http_get(echo_service, "/health", token = NULL)
+  health_seconds <- as.numeric(difftime(Sys.time(), started, units = "secs"))
+  curl::multi_run(pool = pool)
+  expect_equal(health$status, 200L)
+  expect_lt(health_seconds, 1.5)
+  expect_equal(slow$status_code, 200L)
+})
+
+test_that("every stdout line is a JSON log record; requests carry status and duration", {
+  http_get(echo_service, "/health", token = NULL)
+  records <- service_log_records(echo_service)
+  expect_false(any(vapply(records, is.null, logical(1))))
+  requests <- Filter(function(record) identical(record$message, "request"), records)
+  expect_gt(length(requests), 5)
+  for (record in requests) {
+    expect_true(all(c("timestamp", "service", "method", "path", "status", "duration_ms", "request_id") %in% names(record)))
+  }
+  statuses <- vapply(requests, function(record) record$status, integer(1))
+  expect_true(all(c(200L, 400L, 401L, 404L, 413L, 500L) %in% statuses))
+})

@@ -1,0 +1,23 @@
+# r-brms-plumber routes. Model code: R/growth_*.R; shared machinery:
+# ../common (auth, errors, validation, model store, workers, /health).
+
+#* @apiTitle r-brms-plumber
+#* @apiDescription Bayesian growth model (brms): accuracy ~ 1 + week + (1 + week | user_id).
+
+#* Fit the growth model
+#* Body: {"data": {"user_id", "week", "accuracy" | "n_attempts", "n_correct"},
+#* "family": "gaussian"|"binomial", "iter": 1000, "chains": 2, "seed": 1,
+#* optional "warmup", "adapt_delta" (0.95), "max_treedepth" (10)}.
+#* @post /growth/fit
+function(req) {
+  request <- parse_fit_request(request_body(req))
+  do.call(run_in_worker, c(list("fit_growth"), request))
+}
+
+#* Goal probabilities from a fitted growth model
+#* Body: {"model_id": "...", "data": {"user_id", "week", "goal"}}.
+#* @post /growth/predict
+function(req) {
+  request <- parse_predict_request(request_body(req))
+  predict_growth(request$model, request$user_id, request$week, request$goal)
+}

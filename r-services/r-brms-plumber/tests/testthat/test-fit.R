@@ -1,0 +1,100 @@
+fit_growth_over_http <- function(data, ...) {
+  response <- http_post(brms_service, "/growth/fit", list(data = data, ...))
+  expect_equal(response$status, 200L, info = response$text)
+  response$json
+}
+
+expect_fit_contract <- function(fit, n_obs, n_users) {
+  expect_match(fit$model_id, "^growth-")
+  expect_equal(fit$fixed_effects$term, c("Intercept", "week"))
+  expect_true(all(c("estimate", "est_error", "lower", "upper", "rhat", "ess_bulk") %in% names(fit$fixed_effects)))
+  expect_true(all(fit$fixed_effects$lower < fit$fixed_effects$estimate & fit$fixed_effects$estimate < fit$fixed_effects$upper))
+  expect_true(all(c("rhat_max", "ess_bulk_min", "divergences") %in% names(fit$diagnostics)))
+  expect_equal(fit$n_obs, n_obs)
+  expect_equal(fit$n_users, n_users)
+  expect_gt(fit$elapsed_s, 0)
+  expect_equal(names(fit$users)[1:3], c("user_id", "intercept", "slope"))
+  expect_length(fit$users$user_id, n_users)
+  expect_length(fit$users$slope, n_users)
+}
+
+gaussian_data <- simulate_learners(30, 6, seed = 11)
+gaussian_fit <- NULL
+
+test_that("gaussian fit returns the contract with sane diagnostics, and honours the seed", {
+  gaussian_fit <<- fit_growth_over_http(gaussian_data$data, iter = 1000, chains = 2, seed = 7)
+  expect_fit_contract(gaussian_fit, 180L, 30L)
+  expect_equal(gaussian_fit$users$user_id, unique(gaussian_data$data$user_id))
+  expect_lt(gaussian_fit$diagnostics$rhat_max, 1.05)
+  expect_gt(gaussian_fit$diagnostics$ess_bulk_min, 50)
+  expect_lte(gaussian_fit$diagnostics$divergences, 5)
+  # Per-user intercepts are accuracies at week 0.
+  expect_true(all(gaussian_fit$users$intercept > 0.2 & gaussian_fit$users$intercept < 0.9))
+
+  again <- fit_growth_over_http(gaussian_data$data, iter = 1000, chains = 2, seed = 7)
+  expect_equal(again$fixed_effects$estimate, gaussian_fit$fixed_effects$estimate)
+  expect_false(identical(again$model_id, gaussian_fit$model_id))
+})
+
+test_that("binomial fit returns per-user values on the accuracy scale", {
+  binomial_data <- simulate_learners(20, 5, seed = 12)
+  fit <- fit_growth_over_http(binomial_data$data, family = "binomial", iter = 500, chains = 2, seed = 1)
+  expect_fit_contract(fit, 100L, 20L)
+  expect_equal(fit$family, "binomial")
+  expect_true(all(fit$users$intercept > 0 & fit$users$intercept < 1))
+  expect_true(all(abs(fit$users$slope) < 0.2))
+  expect_lt(fit$diagnostics$rhat_max, 1.05)
+  # Logit-scale intercept 0 is accuracy 0.5: the two scales agree in sign.
+  expect_equal(sign(fit$users$intercept - 0.5), sign(fit$users$intercept_logit))
+
+  prediction <- http_post(brms_service, "/growth/predict", list(
+    model_id = fit$model_id,
+    data = list(user_id = I(binomial_data$data$user_id[1]), week = I(4), goal = I(0.5))
+  ))
+  expect_equal(prediction$status, 200L)
+  expect_true(prediction$json$lower >= 0 && prediction$json$upper <= 1)
+})
+
+test_that("predict gives goal probabilities that fall as the goal rises", {
+  skip_if(is.null(gaussian_fit), "gaussian fit failed")
+  user <- gaussian_data$data$user_id[1]
+  goals <- seq(0.3, 0.9, by = 0.1)
+  response <- http_post(brms_service, "/growth/predict", list(
+    model_id = gaussian_fit$model_id,
+    data = list(user_id = rep(user, length(goals)), week = rep(8, length(goals)), goal = goals)
+  ))
+  expect_equal(response$status, 200L, info = response$text)
+  prediction <- response$json
+  expect_equal(prediction$user_id, rep(user, length(goals)))
+  expect_true(all(diff(prediction$p_goal) <= 0))
+  expect_gt(prediction$p_goal[1], prediction$p_goal[length(goals)])
+  expect_true(all(prediction$p_goal >= 0 & prediction$p_goal <= 1))
+  expect_true(all(prediction$lower <= prediction$mean & prediction$mean <= prediction$upper))
+
+  # A student the model has not seen gets the population prediction, with
+  # wider uncertainty than a known student.
+  mixed <- http_post(brms_service, "/growth/predict", list(
+    model_id = gaussian_fit$model_id,
+    data = list(user_id = c(user, 999999), week = c(8, 8), goal = c(0.6, 0.6))
+  ))$json
+  expect_equal(mixed$known_user, c(TRUE, FALSE))
+  width <- mixed$upper - mixed$lower
+  expect_gt(width[2], width[1])
+})
+
+test_that("fitted per-user slopes recover the true ones", {
+  # 60 students x 8 weeks; slope sd 0.015 and noise sd 0.04 give a per-student
+  # OLS slope standard error of 0.04 / sqrt(42) = 0.0062, so the reliability of
+  # a student's slope is 0.015^2 / (0.015^2 + 0.0062^2) = 0.85 and the expected
+  # correlation of estimates with the truth is sqrt(0.85) = 0.92. With 60
+  # students the sampling sd of r is about 0.02, so r >= 0.8 fails only if the
+  # model does not recover slopes, not by chance.
+  simulated <- simulate_learners(60, 8, seed = 21, slope_sd = 0.015, noise_sd = 0.04)
+  fit <- fit_growth_over_http(simulated$data, iter = 800, chains = 2, seed = 3)
+  expect_gte(cor(fit$users$slope, simulated$slope), 0.8)
+  slope <- fit$fixed_effects[fit$fixed_effects$term == "week", ]
+  expect_lte(slope$lower, 0.02)
+  expect_gte(slope$upper, 0.02)
+  expect_lt(fit$diagnostics$rhat_max, 1.05)
+  expect_equal(fit$diagnostics$divergences, 0L)
+})

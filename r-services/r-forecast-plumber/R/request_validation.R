@@ -1,0 +1,145 @@
+# Request checks of r-forecast-plumber, built on common's validation helpers
+# (r-services/common/R/validation.R). Every problem is a 400 whose message
+# starts with the field it is about.
+
+require_positive <- function(body, name, default) {
+  value <- scalar_number(body, name, default = default)
+  if (value <= 0) {
+    stop_bad_request(paste0(name, ": must be greater than 0, got ", format_value(value)))
+  }
+  value
+}
+
+# common's check_numeric_column() reports the first row of a non-numeric
+# column; when numbers and strings are mixed (JSON [1, "high"] arrives as all
+# strings) the row worth naming is the first one that is not a number.
+check_number_column <- function(table, column, field = "data", ...) {
+  values <- table[[column]]
+  if (is.character(values)) {
+    not_number <- which(!is.na(values) & is.na(suppressWarnings(as.numeric(values))))
+    if (length(not_number) > 0) {
+      stop_bad_request(paste0(
+        field_path(field, column), ": values must be numbers (row ", not_number[1], " is ",
+        format_value(values[not_number[1]]), ")"
+      ))
+    }
+    stop_bad_request(paste0(field_path(field, column), ": values must be numbers, not strings"))
+  }
+  check_numeric_column(table, column, field, ...)
+}
+
+# ---- prophet -----------------------------------------------------------------
+
+validate_prophet_fit_request <- function(body, settings = prophet_settings()) {
+  series <- validate_table(body$series, "series", required = c("series_id", "ds", "y"))
+  list(
+    series = list(
+      series_id = check_id_column(series, "series_id", "series"),
+      ds = check_date_column(series, "ds", "series"),
+      # A null y is a week without a value; prophet fits around it.
+      y = check_number_column(series, "y", "series", allow_missing = TRUE)
+    ),
+    forecast_weeks = scalar_number(
+      body, "forecast_weeks",
+      default = 4L, min = 0, max = settings$max_forecast_weeks, integer = TRUE
+    ),
+    anomaly_threshold = require_positive(body, "anomaly_threshold", 2.5)
+  )
+}
+
+validate_prophet_predict_request <- function(body, settings = prophet_settings()) {
+  if (is.list(body$series_id) && length(body$series_id) == 0) {
+    stop_bad_request("series_id: must contain at least one id")
+  }
+  if (is.null(body$series_id)) {
+    stop_bad_request("series_id: required field is missing")
+  }
+  if (!is.atomic(body$series_id)) {
+    stop_bad_request("series_id: must be an array of series ids")
+  }
+  list(
+    model_id = body$model_id,
+    series_id = check_id_column(list(series_id = body$series_id), "series_id", field = NULL),
+    weeks = scalar_number(body, "weeks", default = 4L, min = 0, max = settings$max_forecast_weeks, integer = TRUE)
+  )
+}
+
+# ---- survival ----------------------------------------------------------------
+
+reserved_survival_columns <- function() c("user_id", "time", "event")
+
+validate_survival_covariates <- function(body) {
+  covariates <- string_array(body, "covariates")
+  # Names go into a model formula; plain identifiers keep term names unambiguous.
+  bad_name <- covariates[!grepl("^[A-Za-z][A-Za-z0-9_.]*$", covariates)]
+  if (length(bad_name) > 0) {
+    stop_bad_request(paste0(
+      "covariates: ", format_value(bad_name[1]),
+      " is not a valid name (letters, digits, '_' and '.', starting with a letter)"
+    ))
+  }
+  reserved <- intersect(covariates, reserved_survival_columns())
+  if (length(reserved) > 0) {
+    stop_bad_request(paste0("covariates: ", format_value(reserved[1]), " is a reserved column, not a covariate"))
+  }
+  covariates
+}
+
+# Covariate columns as a numeric data frame; in a fit every covariate must vary.
+covariate_frame <- function(data, covariates, require_variation) {
+  unknown <- setdiff(covariates, names(data))
+  if (length(unknown) > 0) {
+    stop_bad_request(paste0("covariates: ", format_value(unknown[1]), " is not a column of data"))
+  }
+  frame <- lapply(covariates, function(covariate) {
+    values <- check_number_column(data, covariate)
+    if (require_variation && length(unique(values)) < 2) {
+      stop_bad_request(paste0(
+        "data.", covariate, ": covariate is constant (", format_value(values[1]),
+        " in every row), its effect cannot be estimated"
+      ))
+    }
+    values
+  })
+  names(frame) <- covariates
+  as.data.frame(frame)
+}
+
+check_unique_ids <- function(data, column) {
+  ids <- check_id_column(data, column)
+  duplicate <- anyDuplicated(ids)
+  if (duplicate > 0) {
+    stop_bad_request(paste0(
+      "data.", column, ": values must be unique, one row per student (row ", duplicate,
+      " repeats ", format_value(ids[duplicate]), ")"
+    ))
+  }
+  ids
+}
+
+validate_survival_fit_request <- function(body) {
+  covariates <- validate_survival_covariates(body)
+  data <- validate_table(body$data, "data", required = reserved_survival_columns())
+  frame <- covariate_frame(data, covariates, require_variation = TRUE)
+  user_id <- check_unique_ids(data, "user_id")
+  time <- check_number_column(data, "time", min = 0)
+  event <- as.integer(check_choice_column(data, "event", c(0, 1)))
+  if (sum(event) == 0) {
+    stop_bad_request("data.event: all rows are censored (no event = 1), a Cox model needs events")
+  }
+  list(
+    user_id = user_id,
+    frame = cbind(data.frame(time = time, event = event), frame),
+    covariates = covariates,
+    horizon_days = require_positive(body, "horizon_days", 14)
+  )
+}
+
+validate_survival_predict_request <- function(body, covariates) {
+  data <- validate_table(body$data, "data", required = "user_id")
+  list(
+    user_id = check_unique_ids(data, "user_id"),
+    frame = covariate_frame(data, covariates, require_variation = FALSE),
+    horizon_days = require_positive(body, "horizon_days", 14)
+  )
+}

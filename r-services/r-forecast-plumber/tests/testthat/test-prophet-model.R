@@ -1,0 +1,128 @@
+# Model-level checks of the prophet batch fitter (no HTTP).
+
+fit_series <- function(series, forecast_weeks = 4, anomaly_threshold = 2.5, cores = 2) {
+  request <- validate_prophet_fit_request(
+    list(series = series, forecast_weeks = forecast_weeks, anomaly_threshold = anomaly_threshold)
+  )
+  fit_prophet_batch(request, utils::modifyList(prophet_settings(), list(cores = cores)))
+}
+
+test_that("injected anomalous weeks are found with high recall and precision at threshold 2.5", {
+  # 60 series x 12 weeks, 20 of them with one week shifted by 6 noise sds.
+  # Bars: recall >= 0.85 and precision >= 0.5. Why: a 6-sd jump scores about
+  # 6 against a correct sigma, far above 2.5, so nearly all must be found.
+  # Precision is bounded by the noise itself: a clean normal week exceeds
+  # 2.5 sd with probability 1.24%, i.e. ~8.7 of the 700 clean weeks, so even
+  # the true sigma gives precision about 20 / (20 + 8.7) = 0.70. Over seeds
+  # 11-18 the method gave recall 0.90-1.00 (mean 0.96) and precision
+  # 0.59-0.76 (mean 0.69), i.e. at that bound. The bars fail the weaker
+  # variants tried: a laxer outlier screen (jumps left in, sigma inflated) had
+  # recall down to 0.65, one-pass scoring against the MAD of 12 residuals had
+  # precision down to 0.38.
+  simulated <- simulate_weekly_series(n_series = 60, n_anomalies = 20, seed = 11)
+  result <- fit_series(simulated$series)
+  expect_length(result$fits, 60)
+  found <- paste(result$anomalies$series_id, result$anomalies$ds)
+  truth <- paste(simulated$truth$series_id, simulated$truth$ds)
+  recall <- mean(truth %in% found)
+  precision <- mean(found %in% truth)
+  expect_gte(recall, 0.85)
+  expect_gte(precision, 0.5)
+  expect_true(all(result$anomalies$score > 2.5))
+})
+
+test_that("the forecast of a series with a clear linear trend continues the trend", {
+  set.seed(3)
+  true_slope <- 1.5
+  ds <- week_dates(12)
+  y <- 20 + true_slope * (0:11) + stats::rnorm(12, 0, 1)
+  result <- fit_series(list(series_id = rep(7L, 12), ds = format(ds), y = y), forecast_weeks = 4)
+  forecast <- result$forecast
+  expect_equal(forecast$ds, format(ds[12] + 7L * 1:4))
+  forecast_slope <- unname(stats::coef(stats::lm(forecast$yhat ~ seq_along(forecast$yhat)))[2])
+  expect_lt(abs(forecast_slope - true_slope) / true_slope, 0.3)
+  # The level too: week 13 of the true line is 20 + 1.5 * 12 = 38.
+  expect_lt(abs(forecast$yhat[1] - 38), 2)
+  expect_equal(result$fits[[1]]$params$slope_per_week, forecast_slope, tolerance = 0.05)
+  expect_equal(forecast$yhat_upper - forecast$yhat, rep(1.96 * result$fits[[1]]$sigma, 4), tolerance = 1e-3)
+})
+
+test_that("constant and near-constant series get a finite sigma and no false anomalies", {
+  ds <- format(week_dates(12))
+  series <- list(
+    series_id = rep(c("flat", "zero", "almost"), each = 12),
+    ds = rep(ds, 3),
+    y = c(rep(5, 12), rep(0, 12), 5 + rep(c(1e-9, -1e-9), 6))
+  )
+  result <- fit_series(series)
+  sigmas <- vapply(result$fits, `[[`, numeric(1), "sigma")
+  expect_true(all(is.finite(sigmas) & sigmas > 0))
+  expect_length(result$anomalies$series_id, 0)
+  expect_true(all(is.finite(result$forecast$yhat)))
+
+  # A real jump away from a flat line is still an anomaly.
+  jumped <- list(series_id = rep(1L, 12), ds = ds, y = c(rep(5, 6), 9, rep(5, 5)))
+  spike <- fit_series(jumped)$anomalies
+  expect_equal(spike$ds, ds[7])
+})
+
+test_that("series with too few points are skipped with a reason, keeping the type of series_id", {
+  ds <- format(week_dates(12))
+  series <- list(
+    series_id = c(rep(1L, 12), rep(2L, 3), rep(3L, 12)),
+    ds = c(ds, ds[1:3], ds),
+    y = c(1:12, 1:3, c(1:6, NA, NA, NA, NA, NA, NA) + 0.5)
+  )
+  result <- fit_series(series, cores = 1)
+  expect_identical(vapply(result$fits, `[[`, integer(1), "series_id"), c(1L, 3L))
+  expect_identical(result$failures$series_id, 2L)
+  expect_identical(result$failures$status, "skipped")
+  expect_match(result$failures$reason, "too few points: 3 non-missing weekly values, at least 4 needed")
+  # Missing weeks do not count as points and do not get scores.
+  expect_equal(result$fits[[2]]$n_points, 6)
+})
+
+test_that("a series with a duplicated week fails alone", {
+  ds <- format(week_dates(12))
+  series <- list(series_id = rep(c(1L, 2L), each = 12), ds = c(ds, ds[c(1, 1:11)]), y = rep(1:12, 2))
+  result <- fit_series(series)
+  expect_identical(vapply(result$fits, `[[`, integer(1), "series_id"), 1L)
+  expect_identical(result$failures$series_id, 2L)
+  expect_match(result$failures$reason, "duplicate ds: 2026-01-05")
+})
+
+test_that("one and two cores give the same fits", {
+  simulated <- simulate_weekly_series(n_series = 6, n_anomalies = 2, seed = 5)
+  one <- fit_series(simulated$series, cores = 1)
+  two <- fit_series(simulated$series, cores = 2)
+  expect_equal(one$forecast, two$forecast)
+  expect_equal(one$anomalies, two$anomalies)
+})
+
+test_that("stored series forecast the same as the fit; unknown series are 400s naming them", {
+  simulated <- simulate_weekly_series(n_series = 3, n_anomalies = 0, seed = 2)
+  result <- fit_series(simulated$series, forecast_weeks = 3)
+  stored <- forecast_stored_series(result$models, c(1002L, 1001L), 3)
+  expect_identical(stored$series_id, rep(c(1002L, 1001L), each = 3))
+  from_fit <- result$forecast$yhat[result$forecast$series_id == 1002L]
+  expect_equal(stored$yhat[1:3], from_fit)
+  error <- tryCatch(forecast_stored_series(result$models, 99L, 3), http_error = identity)
+  expect_equal(error$status, 400L)
+  expect_match(conditionMessage(error), "series_id: 99 not in this model")
+})
+
+test_that("the direct trend computation equals prophet's own predict", {
+  set.seed(8)
+  ds <- week_dates(12)
+  history <- data.frame(ds = ds, y = 30 + c(1:6, 12:7) + stats::rnorm(12))
+  future <- c(ds, week_dates(4, first = ds[12] + 7))
+  for (n_changepoints in c(0, 3)) {
+    model <- suppressMessages(prophet::prophet(
+      history,
+      n.changepoints = n_changepoints, yearly.seasonality = FALSE, weekly.seasonality = FALSE,
+      daily.seasonality = FALSE, uncertainty.samples = 0
+    ))
+    expected <- stats::predict(model, data.frame(ds = future))$yhat
+    expect_equal(predict_prophet_yhat(model, future), expected, tolerance = 1e-10)
+  }
+})

@@ -19,6 +19,7 @@ call its R service, what to write); :func:`build_model_dag` turns it into a DAG:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from abc import ABC, abstractmethod
@@ -43,6 +44,8 @@ SettingsT = TypeVar("SettingsT", bound=ModelSettings)
 
 #: Every DAG of the package is owned by this team and starts on this date.
 OWNER = "learning-analytics"
+#: XCom key of the extract's outcome (skip reason, summary) next to its shard list.
+EXTRACT_OUTCOME_KEY = "extract_outcome"
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -116,7 +119,11 @@ class ModelPipeline(ABC, Generic[SettingsT]):
         extracted: dict[str, Any],
         run: RunContext[SettingsT],
     ) -> dict[str, Any]:
-        """Write the run's rows inside ``tx``; return a small summary (row counts)."""
+        """Write the run's rows inside ``tx``; return a small summary (row counts).
+
+        ``results`` holds one ``fit_shard`` result per shard (empty when the run was
+        skipped); ``extracted`` is ``{"skip_reason": ..., "summary": ...}`` of extract.
+        """
 
     # -- helpers shared by the tasks -------------------------------------------------
 
@@ -127,6 +134,29 @@ class ModelPipeline(ABC, Generic[SettingsT]):
 
     def service(self) -> RServiceHook:
         return RServiceHook(self.service_conn_id, timeout_s=self.fit_timeout_s)
+
+
+def column_table(frame: pd.DataFrame) -> dict[str, list[Any]]:
+    """A frame as the services' column-oriented JSON table (NaN -> null, dates ISO)."""
+    table: dict[str, list[Any]] = {}
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            values = [None if pd.isna(value) else value.date().isoformat() for value in column]
+        else:
+            values = [
+                None if value is None or (isinstance(value, float) and math.isnan(value))
+                else value.isoformat() if isinstance(value, date)
+                else value
+                for value in column.astype(object).tolist()
+            ]  # fmt: skip
+        table[str(name)] = values
+    return table
+
+
+def frame_from_columns(table: dict[str, Any]) -> pd.DataFrame:
+    """A column-oriented JSON table from a service as a frame (scalars become 1-row columns)."""
+    return pd.DataFrame({name: values if isinstance(values, list) else [values] for name, values in table.items()})
 
 
 def chunk_by_key(frame: pd.DataFrame, key: str, max_keys: int) -> list[pd.DataFrame]:
@@ -162,12 +192,11 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
     )
     def model_dag() -> None:
         @task(
-            multiple_outputs=True,
             execution_timeout=timedelta(minutes=30),
             doc_md="Reads the lookback window from the warehouse, splits it into shards and stages "
             "them; returns only their URIs. Logs why a run with too little data is skipped.",
         )
-        def extract() -> dict[str, Any]:
+        def extract() -> list[dict[str, Any]]:
             context = get_current_context()
             run = pipeline.run_context(context)
             log.info("window %s .. %s (exclusive), settings %s", run.window.start, run.window.end, run.settings.as_dict())
@@ -181,7 +210,12 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
                 log.warning("skipping the fit: %s", extracted.skip_reason)
             else:
                 log.info("staged %s shard(s): %s", len(shards), extracted.summary)
-            return {"shards": shards, "skip_reason": extracted.skip_reason, "summary": extracted.summary}
+            # The mapped fit needs the shard list as the return value; the rest of the
+            # extract's outcome travels under its own (small) key for persist.
+            context["ti"].xcom_push(
+                key=EXTRACT_OUTCOME_KEY, value={"skip_reason": extracted.skip_reason, "summary": extracted.summary}
+            )
+            return shards
 
         @task(
             execution_timeout=timedelta(seconds=pipeline.fit_timeout_s * 2),
@@ -204,17 +238,17 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             doc_md="Writes every output table of the run in one transaction, replacing the rows "
             "of earlier runs of the same logical date; nothing is written if anything fails.",
         )
-        def persist(skip_reason: str | None, summary: dict[str, Any], result_uris: Sequence[str] | None) -> dict[str, Any]:
+        def persist(result_uris: Sequence[str] | None) -> dict[str, Any]:
             context = get_current_context()
             run = pipeline.run_context(context)
+            outcome = context["ti"].xcom_pull(task_ids="extract", key=EXTRACT_OUTCOME_KEY)
             results = [read_json(uri) for uri in (result_uris or []) if uri]
             with Warehouse().transaction() as tx:
-                written = pipeline.persist(tx, results, {"skip_reason": skip_reason, "summary": summary}, run)
+                written = pipeline.persist(tx, results, outcome, run)
             log.info("run %s committed: %s", run.window.run_date, written)
             return written
 
-        extracted = extract()
-        fitted = fit.expand_kwargs(extracted["shards"])
-        persist(extracted["skip_reason"], extracted["summary"], fitted)
+        shards = extract()
+        persist(fit.expand_kwargs(shards))
 
     return model_dag()

@@ -249,7 +249,11 @@ class GrowthSettings(ModelSettings):
         "BRMS_ADAPT_DELTA", 0.95, "Stan target acceptance rate (higher: fewer divergences).", minimum=0.5, maximum=0.999
     )
     max_rhat: float = setting(
-        "BRMS_MAX_RHAT", 1.01, "A shard with a larger Rhat, or any divergence, fails diagnostics.", minimum=1.0, maximum=2.0
+        "BRMS_MAX_RHAT",
+        1.05,
+        "A shard with a larger max Rhat (over all parameters), or any divergence, fails diagnostics.",
+        minimum=1.0,
+        maximum=2.0,
     )
     min_students: int = setting(
         "BRMS_MIN_STUDENTS", 20, "Skip the fit when fewer students have data.", minimum=2, maximum=100000

@@ -252,7 +252,7 @@ warm_up_prophet <- local({
   }
 })
 
-# Fit every series of a validated batch (see `validate_prophet_request()`),
+# Fit every series of a validated batch (see `validate_prophet_fit_request()`),
 # in parallel over `settings$cores` forked workers.
 # Returns list(fits, forecast, anomalies, failures, models) where `models` is
 # what `/prophet/predict` needs, keyed by as.character(series_id).

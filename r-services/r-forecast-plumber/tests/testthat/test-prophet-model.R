@@ -126,3 +126,10 @@ test_that("the direct trend computation equals prophet's own predict", {
     expect_equal(predict_prophet_yhat(model, future), expected, tolerance = 1e-10)
   }
 })
+
+test_that("malformed PROPHET_* settings are rejected", {
+  expect_error(prophet_settings(c(PROPHET_CORES = "0")), "PROPHET_CORES must be a number >= 1")
+  expect_error(prophet_settings(c(PROPHET_MIN_POINTS = "many")), "PROPHET_MIN_POINTS")
+  expect_equal(prophet_settings(c(PROPHET_CORES = "1", PROPHET_MIN_POINTS = ""))$cores, 1L)
+  expect_equal(prophet_settings(c(PROPHET_MIN_POINTS = ""))$min_points, 4L)
+})

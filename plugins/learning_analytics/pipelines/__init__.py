@@ -1,0 +1,1 @@
+"""One module per model: what its DAG reads, how it calls its R service, what it writes."""

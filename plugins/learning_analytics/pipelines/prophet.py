@@ -1,0 +1,298 @@
+"""Prophet: per-student forecast and anomalous weeks of the weekly learning index I_t.
+
+Model (r-forecast-plumber ``/prophet/fit``): one linear-trend prophet model per
+student, no seasonality (12 weekly points cannot identify one), a few changepoints.
+A week is anomalous when ``|y - yhat| / sigma`` exceeds ``PROPHET_ANOMALY_THRESHOLD``,
+``sigma`` being the series' residual scale; forecasts continue the trend for
+``PROPHET_FORECAST_WEEKS`` weeks with the band ``yhat +- 1.96 sigma``.
+
+Why chunks: series are independent, so students are split into chunks of at most
+``PROPHET_CHUNK_SIZE`` series, each one request fitted by a mapped task. A chunk's
+answer does not depend on how students were chunked, so more Airflow workers and
+more service replicas only make a run faster.
+
+Which students get a series is decided in SQL (``include/sql/prophet/weekly_series.sql``):
+students still preparing (a ``weekly_kpi`` row for the window's last week) with
+attempts in at least :data:`MIN_ACTIVE_WEEKS` weeks of the window. Students active in
+fewer weeks are recorded in ``prophet_fit_meta`` as ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import pandas as pd
+
+from learning_analytics.pipeline import Extracted, ModelPipeline, RunContext, chunk_by_key, column_table, frame_from_columns
+from learning_analytics.r_service import RServiceHook
+from learning_analytics.settings import ProphetSettings
+from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
+from learning_analytics.windows import RunWindow, weekly_window
+
+log = logging.getLogger(__name__)
+
+#: A student needs attempts in at least this many weeks of the window to get a
+#: series. Four is also the service's minimum number of points (PROPHET_MIN_POINTS):
+#: with fewer active weeks the series is mostly zeros, with no trend to continue and
+#: no normal level against which a week could be anomalous.
+MIN_ACTIVE_WEEKS = 4
+
+FIT_META_COLUMNS = [
+    "run_date", "user_id", "status", "reason", "model_id", "params",
+    "changepoints", "sigma", "n_points", "settings",
+]  # fmt: skip
+ANOMALY_COLUMNS = ["run_date", "user_id", "week_start", "y", "yhat", "score"]
+FORECAST_COLUMNS = ["run_date", "user_id", "week_start", "yhat", "yhat_lower", "yhat_upper"]
+
+DOC_MD = f"""
+### Prophet forecast of the learning index
+
+Where is each student's weekly learning index `I_t` heading, and which weeks were
+anomalous? Fits one prophet model per student on **r-forecast-plumber**
+(`/prophet/fit`: linear trend, no seasonality, a few changepoints) and writes, keyed by
+the run's logical date (`run_date`):
+
+* **`prophet_fit_meta`**: one row per student considered: `status` `ok`, `failed`
+  (the service could not fit the series; `reason` says why) or `skipped` (too little
+  activity or too few points; `reason`), the chunk's `model_id`, prophet's `params`
+  (scaled units, plus `slope_per_week` in I_t units), `changepoints`, the residual
+  scale `sigma`, `n_points` and the `settings` used (DAG settings, window, service settings);
+* **`prophet_anomalies`**: weeks with `score = |y - yhat| / sigma` above
+  `PROPHET_ANOMALY_THRESHOLD` (`y`, `yhat`, `score`);
+* **`prophet_forecast`**: `PROPHET_FORECAST_WEEKS` weeks after the window per student,
+  `yhat` with the band `yhat_lower`/`yhat_upper` = `yhat -+ 1.96 sigma` (the noise band
+  of one week around the trend; it does not widen with the horizon). Chart it with the
+  history from `weekly_kpi.i_t`.
+
+**Window**: the `PROPHET_LOOKBACK_WEEKS` complete weeks before the logical date, read
+from `weekly_kpi` (built by `build_weekly_kpi`, Mondays 04:00). The run fails, and is
+retried, while `weekly_kpi` has not been built for the window's last week.
+**Who gets a series**: students still preparing (a `weekly_kpi` row for the window's
+last week) with attempts in at least {MIN_ACTIVE_WEEKS} weeks of the window; inactive
+weeks count as `I_t = 0`. Students active in fewer weeks get a `skipped` meta row.
+**Chunks**: at most `PROPHET_CHUNK_SIZE` students per mapped `fit` task (one request).
+**Idempotent**: a rerun of the same logical date replaces all three tables' rows of
+that date, in one transaction.
+**On failure**: nothing is written. A stopped or failing service is retried by the
+hook and then by the task; a 400 names the bad field in the `fit` log. A single series
+that cannot be fitted does not fail the run: it is recorded as `failed`.
+SQL: `include/sql/prophet/`.
+"""
+
+
+def fit_payload(shard: pd.DataFrame, settings: ProphetSettings) -> dict[str, Any]:
+    """The ``/prophet/fit`` request of one chunk: its series, column-oriented."""
+    series = shard.rename(columns={"user_id": "series_id", "week_start": "ds", "i_t": "y"})
+    series = series.sort_values(["series_id", "ds"])[["series_id", "ds", "y"]]
+    return {
+        "series": column_table(series),
+        "forecast_weeks": settings.forecast_weeks,
+        "anomaly_threshold": settings.anomaly_threshold,
+    }
+
+
+def _iso_dates(values: pd.Series) -> pd.Series:
+    return pd.Series([date.fromisoformat(str(value)) for value in values], index=values.index, dtype=object)
+
+
+def fit_meta_rows(results: Sequence[dict[str, Any]], run_date: date, settings_json: str) -> pd.DataFrame:
+    """``prophet_fit_meta`` rows of every series sent to the service.
+
+    Fitted series are ``ok``; the service's ``failures`` keep their status (``skipped``
+    or ``failed``) and reason; a series the answer does not mention at all is ``failed``
+    (the answer is then incomplete, which must not go unnoticed).
+    """
+    rows: list[dict[str, Any]] = []
+    for result in results:
+        response = result["response"]
+        model_id = response["model_id"]
+        answered: set[int] = set()
+        for fit in response["fits"]:
+            user_id = int(fit["series_id"])
+            answered.add(user_id)
+            rows.append(
+                {
+                    "user_id": user_id,
+                    "status": "ok",
+                    "reason": None,
+                    "model_id": model_id,
+                    "params": fit["params"],
+                    "changepoints": to_json(fit.get("changepoints") or []),
+                    "sigma": fit["sigma"],
+                    "n_points": fit.get("n_points"),
+                }
+            )
+        failures = response.get("failures") or {}
+        failed_ids = failures.get("series_id") or []
+        statuses = failures.get("status") or ["failed"] * len(failed_ids)
+        for series_id, status, reason in zip(failed_ids, statuses, failures.get("reason") or [], strict=True):
+            answered.add(int(series_id))
+            rows.append({"user_id": int(series_id), "status": status, "reason": reason, "model_id": model_id})
+        for user_id in sorted(set(map(int, result["series_id"])) - answered):
+            rows.append(
+                {
+                    "user_id": user_id,
+                    "status": "failed",
+                    "reason": "the service's answer did not mention this series",
+                    "model_id": model_id,
+                }
+            )
+    frame = pd.DataFrame(rows).reindex(columns=FIT_META_COLUMNS)
+    frame["run_date"] = run_date
+    frame["settings"] = settings_json
+    # Integers or NULL (a float column would COPY 12.0 into an integer column).
+    frame["n_points"] = pd.Series(
+        [None if pd.isna(value) else int(value) for value in frame["n_points"]], index=frame.index, dtype=object
+    )
+    return frame
+
+
+def _series_table_rows(
+    results: Sequence[dict[str, Any]], table: str, value_columns: Sequence[str], run_date: date, columns: Sequence[str]
+) -> pd.DataFrame:
+    """Rows of one column-oriented series table (``forecast``/``anomalies``) of every chunk."""
+    frames = [frame_from_columns(result["response"][table]) for result in results]
+    frames = [frame for frame in frames if not frame.empty]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    rows = pd.concat(frames, ignore_index=True)
+    out = pd.DataFrame(
+        {
+            "run_date": run_date,
+            "user_id": rows["series_id"].astype("int64"),
+            "week_start": _iso_dates(rows["ds"]),
+            **{name: rows[name].astype("float64") for name in value_columns},
+        }
+    )
+    return out.reindex(columns=columns)
+
+
+def anomaly_rows(results: Sequence[dict[str, Any]], run_date: date) -> pd.DataFrame:
+    """``prophet_anomalies`` rows: the weeks each chunk's answer flagged."""
+    return _series_table_rows(results, "anomalies", ["y", "yhat", "score"], run_date, ANOMALY_COLUMNS)
+
+
+def forecast_rows(results: Sequence[dict[str, Any]], run_date: date) -> pd.DataFrame:
+    """``prophet_forecast`` rows: each fitted series' weeks after the window."""
+    return _series_table_rows(results, "forecast", ["yhat", "yhat_lower", "yhat_upper"], run_date, FORECAST_COLUMNS)
+
+
+def run_settings(run: RunContext[ProphetSettings], results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What a run used, for ``prophet_fit_meta.settings``: DAG settings, window, service settings."""
+    service_settings = next((result["response"].get("settings") for result in results), None)
+    return {
+        **run.settings.as_dict(),
+        "window_start": run.window.start.isoformat(),
+        "window_end": run.window.end.isoformat(),
+        "min_active_weeks": MIN_ACTIVE_WEEKS,
+        "service": service_settings,
+    }
+
+
+class KpiNotReadyError(RuntimeError):
+    """``weekly_kpi`` has not (completely) been built for the window's last week."""
+
+
+class ProphetPipeline(ModelPipeline[ProphetSettings]):
+    """extract weekly I_t -> fit chunks of series -> fit meta, anomalies, forecasts."""
+
+    settings_cls = ProphetSettings
+    service_conn_id = "r_forecast"
+    tags = ("learning-analytics", "model", "prophet")
+    # A 500-series chunk takes ~10-30 s on two cores; the margin covers a busy service.
+    fit_timeout_s = 900.0
+
+    @property
+    def doc_md(self) -> str:
+        return DOC_MD
+
+    def window(self, run_date: date, settings: ProphetSettings) -> RunWindow:
+        return weekly_window(run_date, settings.lookback_weeks)
+
+    def extract(self, warehouse: Warehouse, run: RunContext[ProphetSettings]) -> Extracted:
+        window = run.window
+        readiness = warehouse.query_frame("prophet/kpi_readiness.sql", window.as_sql_params()).iloc[0]
+        if readiness["n_rows"] == 0 or readiness["n_complete_rows"] < readiness["n_rows"]:
+            raise KpiNotReadyError(
+                f"weekly_kpi is not complete for the week of {window.end - timedelta(days=7)}: "
+                f"{readiness['n_rows']} rows, {readiness['n_complete_rows']} of them built for {window.end} or later "
+                f"(latest build: {readiness['latest_built_for']}); run build_weekly_kpi for {window.end} first"
+            )
+        series = warehouse.query_frame(
+            "prophet/weekly_series.sql", {**window.as_sql_params(), "min_active_weeks": MIN_ACTIVE_WEEKS}
+        )
+        n_series = int(series["user_id"].nunique()) if not series.empty else 0
+        summary: dict[str, Any] = {"n_series": n_series, "n_points": len(series)}
+        if n_series == 0:
+            return Extracted(
+                skip_reason=f"no student was active in at least {MIN_ACTIVE_WEEKS} weeks of "
+                f"{window.start} .. {window.end} (exclusive)",
+                summary=summary,
+            )
+        chunks = chunk_by_key(series, "user_id", run.settings.chunk_size)
+        summary["n_chunks"] = len(chunks)
+        return Extracted(shards=chunks, summary=summary)
+
+    def fit_shard(
+        self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[ProphetSettings]
+    ) -> dict[str, Any]:
+        response = service.call("prophet/fit", fit_payload(shard, run.settings))
+        n_failures = len((response.get("failures") or {}).get("series_id") or [])
+        log.info(
+            "chunk %s: %s series fitted, %s skipped or failed, %s anomalous weeks (model %s, %.1f s in R)",
+            shard_index,
+            len(response["fits"]),
+            n_failures,
+            len(response["anomalies"]["series_id"]),
+            response["model_id"],
+            response.get("elapsed_s", float("nan")),
+        )
+        return {
+            "chunk": shard_index,
+            "series_id": sorted(int(user_id) for user_id in shard["user_id"].unique()),
+            "response": response,
+        }
+
+    def persist(
+        self,
+        tx: WarehouseTransaction,
+        results: Sequence[dict[str, Any]],
+        extracted: dict[str, Any],
+        run: RunContext[ProphetSettings],
+    ) -> dict[str, Any]:
+        window = run.window
+        key = {"run_date": window.run_date}
+        if extracted.get("skip_reason"):
+            log.warning("no series fitted: %s", extracted["skip_reason"])
+        settings_json = to_json(run_settings(run, results))
+
+        # Meta: the students skipped for too little activity (decided in SQL), then
+        # every series sent to the service.
+        tx.delete_partition("prophet_fit_meta", key)
+        n_inactive = tx.execute_file(
+            "prophet/insufficient_activity.sql",
+            {**window.as_sql_params(), "min_active_weeks": MIN_ACTIVE_WEEKS, "settings": settings_json},
+        )
+        meta = fit_meta_rows(results, window.run_date, settings_json) if results else pd.DataFrame()
+        tx.upsert("prophet_fit_meta", meta, ["run_date", "user_id"])
+        anomalies = anomaly_rows(results, window.run_date)
+        forecasts = forecast_rows(results, window.run_date)
+        written = {
+            "prophet_anomalies": tx.replace_partition(
+                "prophet_anomalies", anomalies, key, ["run_date", "user_id", "week_start"]
+            ),
+            "prophet_forecast": tx.replace_partition(
+                "prophet_forecast", forecasts, key, ["run_date", "user_id", "week_start"]
+            ),
+        }
+        statuses = Counter(meta["status"]) if not meta.empty else Counter()
+        statuses["skipped"] += n_inactive
+        summary = {"n_chunks": len(results), "series": dict(statuses), **written}
+        if statuses["failed"]:
+            log.warning("%s series could not be fitted; see prophet_fit_meta.reason", statuses["failed"])
+        log.info("prophet run %s: %s", window.run_date, summary)
+        return summary

@@ -1,0 +1,131 @@
+"""Shared fixtures: the real local stack started by ``scripts/test.sh``.
+
+Integration tests talk to the PostgreSQL warehouse (``ANALYTICS_DB_URI``) and to the
+R services through the Airflow connections in the environment (``AIRFLOW_CONN_*``),
+exactly as the DAGs do. Without that environment they fail with a pointer to the
+test command rather than pass vacuously.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
+
+from learning_analytics import synthetic  # noqa: E402
+from learning_analytics.warehouse import apply_migrations  # noqa: E402
+
+#: Logical date the integration tests run the DAGs for (a Monday), and the
+#: exclusive end of the synthetic data.
+TEST_LOGICAL_DATE = date(2026, 11, 23)
+
+
+def require_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run the tests through scripts/test.sh, which starts the stack")
+    return value
+
+
+@pytest.fixture(scope="session")
+def warehouse_uri() -> str:
+    uri = require_env("ANALYTICS_DB_URI")
+    with psycopg.connect(uri) as conn:
+        apply_migrations(conn)
+    return uri
+
+
+@pytest.fixture
+def db(warehouse_uri: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the warehouse for setting up and checking rows."""
+    with psycopg.connect(warehouse_uri, autocommit=True) as conn:
+        yield conn
+
+
+def fetch_all(conn: psycopg.Connection, query: str, params: object = None) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def table_snapshot(conn: psycopg.Connection, table: str) -> list[tuple]:
+    """Every row of ``table`` in a stable order (for before/after comparisons)."""
+    rows = fetch_all(conn, f"SELECT * FROM {table}")  # noqa: S608 - table names are the tests' own
+    return sorted(rows, key=repr)
+
+
+@dataclass(frozen=True)
+class SyntheticWorld:
+    data: synthetic.SyntheticData
+    n_students: int
+    n_weeks: int
+    seed: int
+
+
+_loaded: dict[str, tuple[int, int, int]] = {}
+
+
+@pytest.fixture
+def load_synthetic(warehouse_uri: str) -> Callable[..., SyntheticWorld]:
+    """Replace the warehouse's source data by a synthetic population."""
+
+    def load(n_students: int = 300, n_weeks: int = 16, seed: int = 42) -> SyntheticWorld:
+        data = synthetic.generate(n_students=n_students, n_weeks=n_weeks, seed=seed, end_date=TEST_LOGICAL_DATE)
+        synthetic.load(warehouse_uri, data)
+        return SyntheticWorld(data=data, n_students=n_students, n_weeks=n_weeks, seed=seed)
+
+    return load
+
+
+@dataclass(frozen=True)
+class DagRunResult:
+    returncode: int
+    output: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def run_dag() -> Callable[..., DagRunResult]:
+    """Run ``airflow dags test <dag_id> <date>`` as CI and the demo do."""
+    require_env("AIRFLOW_HOME")
+
+    def run(
+        dag_id: str,
+        logical_date: date = TEST_LOGICAL_DATE,
+        conf: dict[str, object] | None = None,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 1800,
+    ) -> DagRunResult:
+        command = ["airflow", "dags", "test", dag_id, logical_date.isoformat()]
+        if conf:
+            command += ["-c", json.dumps(conf)]
+        completed = subprocess.run(
+            command,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        output = completed.stdout + completed.stderr
+        log_dir = PROJECT_ROOT / ".local" / "logs" / "dags-test"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / f"{dag_id}-{logical_date}.log").write_text(output)
+        return DagRunResult(completed.returncode, output)
+
+    return run

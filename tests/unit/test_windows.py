@@ -1,0 +1,36 @@
+"""Lookback windows from logical dates."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from learning_analytics.windows import daily_window, run_date_from_context, week_start, weekly_window
+
+
+def test_monday_run_covers_the_complete_weeks_before_it() -> None:
+    window = weekly_window(date(2026, 11, 23), 8)  # a Monday
+    assert (window.start, window.end) == (date(2026, 9, 28), date(2026, 11, 23))
+    assert window.n_days == 56
+
+
+def test_midweek_run_ends_at_the_last_complete_week() -> None:
+    assert weekly_window(date(2026, 11, 26), 1).end == date(2026, 11, 23)
+    assert week_start(date(2026, 11, 29)) == date(2026, 11, 23)
+
+
+def test_daily_window_ends_before_the_run_date() -> None:
+    window = daily_window(date(2026, 11, 23), 90)
+    assert (window.start, window.end) == (date(2026, 8, 25), date(2026, 11, 23))
+
+
+def test_run_without_logical_date_uses_today() -> None:
+    now = datetime(2026, 11, 26, 23, 30, tzinfo=UTC)
+    assert run_date_from_context({"logical_date": None}, now=now) == date(2026, 11, 26)
+    assert run_date_from_context({"logical_date": datetime(2026, 11, 23, 4, 30, tzinfo=UTC)}) == date(2026, 11, 23)
+
+
+def test_empty_windows_are_rejected() -> None:
+    with pytest.raises(ValueError, match="weeks must be at least 1"):
+        weekly_window(date(2026, 11, 23), 0)

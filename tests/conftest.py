@@ -73,10 +73,7 @@ class SyntheticWorld:
     seed: int
 
 
-_loaded: dict[str, tuple[int, int, int]] = {}
-
-
-@pytest.fixture
+@pytest.fixture(scope="session")
 def load_synthetic(warehouse_uri: str) -> Callable[..., SyntheticWorld]:
     """Replace the warehouse's source data by a synthetic population."""
 

@@ -178,8 +178,9 @@ def _metrics_use_bayesian() -> Any:
 def _goal_horizon_weeks() -> Any:
     return setting(
         "GOAL_HORIZON_WEEKS",
-        26,
-        "Cap, in weeks after the window, on the target week at which P(goal) is evaluated.",
+        8,
+        "Cap, in weeks after the window, on the target week at which P(goal) is evaluated "
+        "(a linear growth trend is not credible further out).",
         minimum=1,
         maximum=104,
     )

@@ -1,0 +1,52 @@
+-- What the demo's DAG runs wrote: one line per output table.
+-- Parameter: run_date (the demo's logical date).
+SELECT 'features_topic_daily' AS output, count(*) AS rows,
+       format('%%s students, %%s topics, days %%s .. %%s', count(DISTINCT user_id), count(DISTINCT topic_id), min(day), max(day)) AS example
+FROM features_topic_daily
+UNION ALL
+SELECT 'weekly_kpi', count(*),
+       format('%%s weeks; last week mean accuracy %%s, mean I_t %%s, P from %%s, S set on %%s rows',
+              count(DISTINCT week_start),
+              round(avg(accuracy) FILTER (WHERE week_start = (SELECT max(week_start) FROM weekly_kpi))::numeric, 3),
+              round(avg(i_t) FILTER (WHERE week_start = (SELECT max(week_start) FROM weekly_kpi))::numeric, 1),
+              coalesce(string_agg(DISTINCT p_source, '+'), 'nowhere'),
+              count(s))
+FROM weekly_kpi
+UNION ALL
+SELECT 'growth_brms_meta', count(*),
+       coalesce(max(format('status %%s, %%s students in %%s shards, weekly slope %%s [%%s, %%s], max Rhat %%s, %%s divergences',
+                           status, n_users, n_shards, round(slope::numeric, 4), round(slope_lower::numeric, 4),
+                           round(slope_upper::numeric, 4), round(rhat_max::numeric, 3), divergences)), 'no run')
+FROM growth_brms_meta WHERE run_date = %(run_date)s
+UNION ALL
+SELECT 'growth_brms_user', count(*),
+       format('median P(goal) %%s; %%s students above 0.5',
+              round((percentile_cont(0.5) WITHIN GROUP (ORDER BY p_goal))::numeric, 3), count(*) FILTER (WHERE p_goal > 0.5))
+FROM growth_brms_user WHERE run_date = %(run_date)s
+UNION ALL
+SELECT 'prophet_fit_meta', count(*),
+       format('%%s series fitted, %%s failed or skipped', count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status <> 'ok'))
+FROM prophet_fit_meta WHERE run_date = %(run_date)s
+UNION ALL
+SELECT 'prophet_anomalies', count(*),
+       coalesce(max(format('largest score %%s (student %%s, week %%s)', round(score::numeric, 2), user_id, week_start))
+                FILTER (WHERE score = (SELECT max(score) FROM prophet_anomalies WHERE run_date = %(run_date)s)), 'none')
+FROM prophet_anomalies WHERE run_date = %(run_date)s
+UNION ALL
+SELECT 'prophet_forecast', count(*), format('%%s students x %%s weeks ahead', count(DISTINCT user_id), count(DISTINCT week_start))
+FROM prophet_forecast WHERE run_date = %(run_date)s
+UNION ALL
+SELECT 'survival_fit_meta', count(*),
+       coalesce(max(format('n %%s, %%s events, concordance %%s, covariates %%s', n, n_events, round(concordance::numeric, 3),
+                           array_to_string(covariates, ', '))), 'no run')
+FROM survival_fit_meta WHERE run_date = %(run_date)s
+UNION ALL
+SELECT 'survival_risk', count(*), format('mean 14-day churn probability %%s', round(avg(p_event)::numeric, 3))
+FROM survival_risk WHERE run_date = %(run_date)s
+UNION ALL
+SELECT 'user_segment', count(*), format('%%s segments', count(DISTINCT segment))
+FROM user_segment WHERE run_date = %(run_date)s
+UNION ALL
+SELECT 'segment_meta', count(*),
+       coalesce(string_agg(format('#%%s (%%s): %%s', segment, size, profile), '; ' ORDER BY segment), 'no run')
+FROM segment_meta WHERE run_date = %(run_date)s;

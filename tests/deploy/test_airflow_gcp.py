@@ -33,7 +33,9 @@ def secrets_backend_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, airflow
         if key.startswith("AIRFLOW__SECRETS__"):
             monkeypatch.setenv(key, value)
     credentials = tmp_path / "dummy-credentials.json"
-    credentials.write_text(json.dumps({"type": "authorized_user", "client_id": "x", "client_secret": "x", "refresh_token": "x"}))
+    credentials.write_text(
+        json.dumps({"type": "authorized_user", "client_id": "x", "client_secret": "x", "refresh_token": "x"})
+    )
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
     # A different ambient project proves the configured project_id is the one used.
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "some-other-project")
@@ -104,10 +106,14 @@ def test_connection_templates_point_at_the_kubernetes_services(stack: Any) -> No
     for r_service in stack.services:
         raw = (DEPLOY_AIRFLOW / "connections" / f"{r_service.conn_id}.json").read_text()
         connection = Connection.from_json(raw, conn_id=r_service.conn_id)
-        assert connection.conn_type == "http" and not connection.login, "RServiceHook sends the password as bearer token"
+        assert connection.conn_type == "http" and not connection.login, (
+            "RServiceHook sends the password as bearer token"
+        )
         assert connection.host == f"{r_service.name}.learning-analytics.svc.cluster.local"
         assert (connection.port, connection.schema, connection.password) == (8000, "http", "change-me")
-    warehouse = Connection.from_json((DEPLOY_AIRFLOW / "connections" / "analytics_db.json").read_text(), conn_id="analytics_db")
+    warehouse = Connection.from_json(
+        (DEPLOY_AIRFLOW / "connections" / "analytics_db.json").read_text(), conn_id="analytics_db"
+    )
     assert (warehouse.conn_type, warehouse.login, warehouse.schema, warehouse.password) == (
         "postgres",
         "analytics",

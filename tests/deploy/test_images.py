@@ -20,7 +20,9 @@ def test_base_image_is_the_official_image_of_the_pinned_airflow_and_ci_python() 
 
 
 def test_image_installs_requirements_and_ships_the_package(airflow_image_env: dict[str, str]) -> None:
-    assert re.search(r'pip install .*"apache-airflow==\$\{AIRFLOW_VERSION\}" -r /opt/airflow/requirements.txt', DOCKERFILE)
+    assert re.search(
+        r'pip install .*"apache-airflow==\$\{AIRFLOW_VERSION\}" -r /opt/airflow/requirements.txt', DOCKERFILE
+    )
     for directory in ("dags", "plugins", "include"):
         assert re.search(rf"^COPY .*\b{directory}/ /opt/airflow/{directory}/$", DOCKERFILE, re.MULTILINE), directory
     assert "/opt/airflow/plugins" in airflow_image_env["PYTHONPATH"].split(":")

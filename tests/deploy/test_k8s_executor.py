@@ -8,7 +8,6 @@ import pytest
 from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
 from kubernetes.client import models as k8s
 from kubernetes.utils import parse_quantity
-
 from learning_analytics.k8s import (
     BASE_CONTAINER_NAME,
     FIT_EXECUTOR_CONFIG,
@@ -19,7 +18,10 @@ from learning_analytics.k8s import (
     executor_config,
 )
 
-CONFIGS = {"fit": (FIT_EXECUTOR_CONFIG, FIT_TASK_RESOURCES), "warehouse": (WAREHOUSE_EXECUTOR_CONFIG, WAREHOUSE_TASK_RESOURCES)}
+CONFIGS = {
+    "fit": (FIT_EXECUTOR_CONFIG, FIT_TASK_RESOURCES),
+    "warehouse": (WAREHOUSE_EXECUTOR_CONFIG, WAREHOUSE_TASK_RESOURCES),
+}
 
 
 def template_pod() -> k8s.V1Pod:

@@ -97,7 +97,9 @@ def missing_required_fields(data: dict[str, Any], model_name: str) -> str | None
     return None
 
 
-@pytest.mark.parametrize(("path", "doc"), DOCUMENTS, ids=[f"{p.relative_to(PROJECT_ROOT)}:{d.get('kind')}" for p, d in DOCUMENTS])
+@pytest.mark.parametrize(
+    ("path", "doc"), DOCUMENTS, ids=[f"{p.relative_to(PROJECT_ROOT)}:{d.get('kind')}" for p, d in DOCUMENTS]
+)
 def test_document_is_a_valid_object_of_its_kind(path: Path, doc: dict[str, Any]) -> None:
     assert doc.get("kind") in KINDS, f"{path.name}: unexpected kind {doc.get('kind')}"
     api_version, model, namespaced = KINDS[doc["kind"]]
@@ -167,7 +169,9 @@ def test_deployment_token_comes_from_the_documented_gcp_secret(stack: Any) -> No
         assert produced.get((ref["name"], ref["key"])) == r_service.gcp_token_secret, r_service.name
 
 
-def test_deployment_runs_the_image_as_its_dockerfile_expects(stack: Any, r_image_env: dict[str, dict[str, str]]) -> None:
+def test_deployment_runs_the_image_as_its_dockerfile_expects(
+    stack: Any, r_image_env: dict[str, dict[str, str]]
+) -> None:
     for r_service in stack.services:
         deployment = by_kind("Deployment")[r_service.name]
         main = container(deployment)
@@ -193,7 +197,9 @@ def test_probes_use_the_open_health_endpoint(stack: Any) -> None:
         assert live["periodSeconds"] * live["failureThreshold"] > ready["periodSeconds"] * ready["failureThreshold"]
 
 
-def test_model_dir_is_on_a_read_write_many_claim_shared_by_replicas(stack: Any, r_image_env: dict[str, dict[str, str]]) -> None:
+def test_model_dir_is_on_a_read_write_many_claim_shared_by_replicas(
+    stack: Any, r_image_env: dict[str, dict[str, str]]
+) -> None:
     claims = by_kind("PersistentVolumeClaim")
     for r_service in stack.services:
         pod = by_kind("Deployment")[r_service.name]["spec"]["template"]["spec"]
@@ -208,7 +214,10 @@ def test_model_dir_is_on_a_read_write_many_claim_shared_by_replicas(stack: Any, 
 
 
 def test_service_and_disruption_budget_select_the_deployment_pods(stack: Any) -> None:
-    budgets = {doc["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]: doc for doc in by_kind("PodDisruptionBudget").values()}
+    budgets = {
+        doc["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]: doc
+        for doc in by_kind("PodDisruptionBudget").values()
+    }
     for r_service in stack.services:
         pod_labels = by_kind("Deployment")[r_service.name]["spec"]["template"]["metadata"]["labels"]
         service = by_kind("Service")[r_service.name]

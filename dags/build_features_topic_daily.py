@@ -5,7 +5,7 @@ from __future__ import annotations
 from airflow.sdk import dag, get_current_context, task
 
 from learning_analytics.kpi import build_features_topic_daily, features_window
-from learning_analytics.pipeline import START_DATE, default_task_args
+from learning_analytics.pipeline import standard_dag_args
 from learning_analytics.settings import FeaturesSettings
 from learning_analytics.warehouse import Warehouse
 from learning_analytics.windows import run_date_from_context
@@ -25,17 +25,7 @@ difficulty of the questions tried. Feeds `cluster_segments`.
 """
 
 
-@dag(
-    dag_id=FeaturesSettings.dag_id,
-    schedule=FeaturesSettings.schedule,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    params=FeaturesSettings.params(),
-    tags=["learning-analytics", "metrics"],
-    doc_md=DOC_MD,
-    default_args=default_task_args(),
-)
+@dag(**standard_dag_args(FeaturesSettings, tags=["learning-analytics", "metrics"], doc_md=DOC_MD))
 def build_features_topic_daily_dag() -> None:
     @task(doc_md="Rebuilds the window's days of `features_topic_daily` in SQL.")
     def build_features() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from airflow.sdk import dag, get_current_context, task
 
 from learning_analytics.kpi import build_weekly_kpi, kpi_window
-from learning_analytics.pipeline import START_DATE, default_task_args
+from learning_analytics.pipeline import standard_dag_args
 from learning_analytics.settings import KpiSettings
 from learning_analytics.warehouse import Warehouse
 from learning_analytics.windows import run_date_from_context
@@ -36,17 +36,7 @@ exists (`p_source` says which). `S` is written by `fit_survival_churn` and kept.
 """
 
 
-@dag(
-    dag_id=KpiSettings.dag_id,
-    schedule=KpiSettings.schedule,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    params=KpiSettings.params(),
-    tags=["learning-analytics", "metrics"],
-    doc_md=DOC_MD,
-    default_args=default_task_args(),
-)
+@dag(**standard_dag_args(KpiSettings, tags=["learning-analytics", "metrics"], doc_md=DOC_MD))
 def build_weekly_kpi_dag() -> None:
     @task(doc_md="Rebuilds the window's weeks of `weekly_kpi` (activity, I_t, P) in SQL.")
     def build_kpi() -> int:

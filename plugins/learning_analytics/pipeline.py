@@ -32,6 +32,7 @@ import pandas as pd
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.definitions.dag import DAG
 
+from learning_analytics.k8s import FIT_EXECUTOR_CONFIG, WAREHOUSE_EXECUTOR_CONFIG
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import ModelSettings
 from learning_analytics.staging import RunStaging, read_frame, read_json
@@ -61,6 +62,26 @@ def default_task_args() -> dict[str, Any]:
         "retry_delay": timedelta(seconds=float(os.environ.get("LA_RETRY_DELAY_SECONDS", "300"))),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=30),
+    }
+
+
+def standard_dag_args(settings_cls: type[ModelSettings], *, tags: Sequence[str], doc_md: str) -> dict[str, Any]:
+    """``@dag(...)`` arguments every DAG of the package shares, from its settings class.
+
+    dag_id and schedule come from the settings class (one place, checked against the
+    spec by the DAG-integrity test); the trigger form shows every setting as a Param.
+    """
+    return {
+        "dag_id": settings_cls.dag_id,
+        "schedule": settings_cls.schedule,
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 1,
+        "dagrun_timeout": timedelta(hours=6),
+        "params": settings_cls.params(),
+        "tags": list(tags),
+        "doc_md": doc_md,
+        "default_args": default_task_args(),
     }
 
 
@@ -176,23 +197,12 @@ def chunk_by_key(frame: pd.DataFrame, key: str, max_keys: int) -> list[pd.DataFr
 
 def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
     """The DAG of ``pipeline``: ``extract >> fit.expand(shards) >> persist``."""
-    settings_cls = pipeline.settings_cls
 
-    @dag(
-        dag_id=settings_cls.dag_id,
-        schedule=settings_cls.schedule,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        dagrun_timeout=timedelta(hours=6),
-        params=settings_cls.params(),
-        tags=list(pipeline.tags),
-        doc_md=pipeline.doc_md,
-        default_args=default_task_args(),
-    )
+    @dag(**standard_dag_args(pipeline.settings_cls, tags=pipeline.tags, doc_md=pipeline.doc_md))
     def model_dag() -> None:
         @task(
             execution_timeout=timedelta(minutes=30),
+            executor_config=WAREHOUSE_EXECUTOR_CONFIG,
             doc_md="Reads the lookback window from the warehouse, splits it into shards and stages "
             "them; returns only their URIs. Logs why a run with too little data is skipped.",
         )
@@ -219,6 +229,7 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
 
         @task(
             execution_timeout=timedelta(seconds=pipeline.fit_timeout_s * 2),
+            executor_config=FIT_EXECUTOR_CONFIG,
             doc_md="Fits one shard on the model's R service (bearer token from the connection, "
             "retries on connection errors, 429 and 5xx) and stages the answer.",
         )
@@ -234,6 +245,7 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
 
         @task(
             trigger_rule="none_failed",
+            executor_config=WAREHOUSE_EXECUTOR_CONFIG,
             execution_timeout=timedelta(minutes=30),
             doc_md="Writes every output table of the run in one transaction, replacing the rows "
             "of earlier runs of the same logical date; nothing is written if anything fails.",

@@ -76,7 +76,10 @@ class WarehouseTransaction:
         """
         with psycopg.ClientCursor(self.conn) as cur:
             cur.execute(statement, params)
-            return cur.rowcount
+            rowcount = cur.rowcount
+            while cur.nextset():  # the cursor starts at the first statement's result
+                rowcount = cur.rowcount
+            return rowcount
 
     def execute_file(self, relative_path: str, params: Mapping[str, Any] | None = None) -> int:
         """Run the SQL in ``include/sql/<relative_path>`` with named ``params``."""

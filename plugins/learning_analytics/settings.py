@@ -283,6 +283,13 @@ class ProphetSettings(ModelSettings):
     chunk_size: int = setting(
         "PROPHET_CHUNK_SIZE", 500, "Series per request; chunks are fitted as mapped tasks.", minimum=1, maximum=100000
     )
+    min_active_weeks: int = setting(
+        "PROPHET_MIN_ACTIVE_WEEKS",
+        4,
+        "Weeks with attempts a student needs in the window to get a series.",
+        minimum=4,
+        maximum=520,
+    )
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,12 @@ from typing import Any
 
 import psycopg
 import pytest
-
+from conftest import TEST_LOGICAL_DATE, DagRunResult, fetch_all, table_snapshot
 from learning_analytics import synthetic
 from learning_analytics.kpi import build_weekly_kpi
-from learning_analytics.pipelines.prophet import MIN_ACTIVE_WEEKS
-from learning_analytics.settings import KpiSettings
+from learning_analytics.settings import KpiSettings, ProphetSettings
 from learning_analytics.warehouse import Warehouse
 from learning_analytics.windows import weekly_window
-from conftest import TEST_LOGICAL_DATE, DagRunResult, fetch_all, table_snapshot
 
 DAG_ID = "forecast_prophet"
 WINDOW = weekly_window(TEST_LOGICAL_DATE, 12)
@@ -53,7 +51,7 @@ def run_rows(conn: psycopg.Connection, table: str, ignore: frozenset[str] = froz
         )
         if name not in RUN_SPECIFIC_COLUMNS | ignore
     ]
-    rows = fetch_all(conn, f"SELECT {', '.join(columns)} FROM {table} WHERE run_date = %s", (TEST_LOGICAL_DATE,))  # noqa: S608
+    rows = fetch_all(conn, f"SELECT {', '.join(columns)} FROM {table} WHERE run_date = %s", (TEST_LOGICAL_DATE,))
     return sorted(rows, key=repr)
 
 
@@ -63,7 +61,7 @@ def eligible_students(conn: psycopg.Connection) -> set[int]:
         conn,
         "SELECT user_id FROM weekly_kpi WHERE week_start >= %s AND week_start < %s GROUP BY user_id"
         " HAVING count(*) FILTER (WHERE n_attempts > 0) >= %s AND max(week_start) = %s",
-        (WINDOW.start, WINDOW.end, MIN_ACTIVE_WEEKS, LAST_WEEK),
+        (WINDOW.start, WINDOW.end, ProphetSettings.from_env().min_active_weeks, LAST_WEEK),
     )
     return {user_id for (user_id,) in rows}
 
@@ -82,7 +80,9 @@ def first_run(warehouse_uri: str, run_dag: Callable[..., DagRunResult]) -> First
 
 def test_dag_run_writes_meta_forecasts_and_anomalies(first_run: FirstRun, db: psycopg.Connection) -> None:
     statuses = dict(
-        fetch_all(db, "SELECT status, count(*) FROM prophet_fit_meta WHERE run_date = %s GROUP BY 1", (TEST_LOGICAL_DATE,))
+        fetch_all(
+            db, "SELECT status, count(*) FROM prophet_fit_meta WHERE run_date = %s GROUP BY 1", (TEST_LOGICAL_DATE,)
+        )
     )
     # 300 synthetic students: most study throughout; early churners are skipped or absent.
     assert first_run.n_eligible >= 150
@@ -94,7 +94,9 @@ def test_dag_run_writes_meta_forecasts_and_anomalies(first_run: FirstRun, db: ps
     assert ok_ids == eligible_students(db)
 
     skipped = fetch_all(
-        db, "SELECT reason, n_points FROM prophet_fit_meta WHERE run_date = %s AND status = 'skipped'", (TEST_LOGICAL_DATE,)
+        db,
+        "SELECT reason, n_points FROM prophet_fit_meta WHERE run_date = %s AND status = 'skipped'",
+        (TEST_LOGICAL_DATE,),
     )
     assert skipped and all(reason.startswith("too little activity") and n_points >= 1 for reason, n_points in skipped)
 
@@ -160,7 +162,9 @@ def test_many_students_are_fitted_in_several_mapped_chunks(
     assert n_ok == first_run.n_eligible
     for chunk in range(expected_chunks):
         assert f"chunk {chunk}: " in result.output
-    ((settings,),) = fetch_all(db, "SELECT DISTINCT settings FROM prophet_fit_meta WHERE run_date = %s", (TEST_LOGICAL_DATE,))
+    ((settings,),) = fetch_all(
+        db, "SELECT DISTINCT settings FROM prophet_fit_meta WHERE run_date = %s", (TEST_LOGICAL_DATE,)
+    )
     assert settings["PROPHET_CHUNK_SIZE"] == chunk_size
     # Series are fitted independently, so chunking changes nothing in the results.
     assert {table: run_rows(db, table, without_settings) for table in TABLES} == unchunked
@@ -259,9 +263,13 @@ def test_forecast_of_a_series_with_a_clear_trend_follows_the_trend(first_run: Fi
     )
     print("clear trends (user, line slope, forecast slope, line at end, forecast at end, sigma):", trends)
     assert trends, "the synthetic improvers should include series with a clear trend"
+    # On such a series the model (linear trend, changepoint deltas shrunk by prophet's
+    # prior) is close to the least-squares line; its outlier screen may leave out a
+    # week, which moves the line a little: hence 25% on the slope and one noise sigma
+    # on the level where the forecast starts. (Measured: within 0.3% and 0.1 sigma.)
     for user_id, line_slope, forecast_slope, line_at_end, forecast_at_end, sigma in trends:
-        assert abs(forecast_slope - line_slope) <= 0.5 * abs(line_slope), (user_id, line_slope, forecast_slope)
-        assert abs(forecast_at_end - line_at_end) <= 2 * sigma, (user_id, line_at_end, forecast_at_end, sigma)
+        assert abs(forecast_slope - line_slope) <= 0.25 * abs(line_slope), (user_id, line_slope, forecast_slope)
+        assert abs(forecast_at_end - line_at_end) <= sigma, (user_id, line_at_end, forecast_at_end, sigma)
 
 
 def closed_port() -> int:

@@ -10,13 +10,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
 from learning_analytics.pipeline import RunContext
 from learning_analytics.pipelines.prophet import (
     ANOMALY_COLUMNS,
     FIT_META_COLUMNS,
     FORECAST_COLUMNS,
-    MIN_ACTIVE_WEEKS,
     KpiNotReadyError,
     ProphetPipeline,
     anomaly_rows,
@@ -35,7 +33,10 @@ DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "forecast_prophet.py"
 def run_context(**params: Any) -> RunContext[ProphetSettings]:
     settings = ProphetSettings.from_params(params, environ={})
     return RunContext(
-        window=weekly_window(RUN_DATE, settings.lookback_weeks), settings=settings, dag_id="forecast_prophet", run_id="t"
+        window=weekly_window(RUN_DATE, settings.lookback_weeks),
+        settings=settings,
+        dag_id="forecast_prophet",
+        run_id="t",
     )
 
 
@@ -86,6 +87,7 @@ def test_dag_file_builds_the_forecast_dag_with_the_spec_schedule_and_settings() 
         "PROPHET_FORECAST_WEEKS": 4,
         "PROPHET_ANOMALY_THRESHOLD": 2.5,
         "PROPHET_CHUNK_SIZE": ProphetSettings.from_env({}).chunk_size,
+        "PROPHET_MIN_ACTIVE_WEEKS": 4,
     }
     text = DAG_FILE.read_text()
     assert "airflow" in text.lower() and "dag" in text.lower()  # safe-mode discovery
@@ -137,6 +139,11 @@ def test_fit_meta_rows_cover_fitted_skipped_and_unanswered_series() -> None:
     # integers (or None), never floats such as 12.0, which an integer column rejects
     assert by_user["n_points"].tolist() == [12, 9, None, None]
     assert pd.isna(by_user.loc[103, "params"]) and pd.isna(by_user.loc[103, "sigma"])
+
+
+def test_fit_meta_rows_of_a_skipped_run_are_an_empty_frame_with_the_table_columns() -> None:
+    meta = fit_meta_rows([], RUN_DATE, "{}")
+    assert meta.empty and list(meta.columns) == FIT_META_COLUMNS
 
 
 def test_fit_meta_rows_call_failures_without_a_status_failed() -> None:
@@ -196,7 +203,7 @@ def test_run_settings_record_the_dag_settings_window_rule_and_service_settings()
     recorded = run_settings(run, [chunk_result(service_answer(), [101])])
     assert recorded["PROPHET_LOOKBACK_WEEKS"] == 8 and recorded["PROPHET_ANOMALY_THRESHOLD"] == 2.5
     assert recorded["window_start"] == "2026-09-28" and recorded["window_end"] == "2026-11-23"
-    assert recorded["min_active_weeks"] == MIN_ACTIVE_WEEKS
+    assert recorded["PROPHET_MIN_ACTIVE_WEEKS"] == 4
     assert recorded["service"] == {"min_points": 4, "max_changepoints": 3}
     assert run_settings(run, [])["service"] is None
 
@@ -239,7 +246,7 @@ def test_extract_splits_students_into_chunks_of_at_most_the_chunk_size() -> None
     assert extracted.summary == {"n_series": 25, "n_points": 300, "n_chunks": 3}
     series_query = dict(warehouse.queries)["prophet/weekly_series.sql"]
     assert series_query["window_start"] == date(2026, 8, 31) and series_query["window_end"] == RUN_DATE
-    assert series_query["min_active_weeks"] == MIN_ACTIVE_WEEKS
+    assert series_query["min_active_weeks"] == 4
 
 
 def test_extract_skips_the_fit_when_no_student_has_a_series() -> None:

@@ -13,7 +13,7 @@ more service replicas only make a run faster.
 
 Which students get a series is decided in SQL (``include/sql/prophet/weekly_series.sql``):
 students still preparing (a ``weekly_kpi`` row for the window's last week) with
-attempts in at least :data:`MIN_ACTIVE_WEEKS` weeks of the window. Students active in
+attempts in at least ``PROPHET_MIN_ACTIVE_WEEKS`` weeks of the window. Students active in
 fewer weeks are recorded in ``prophet_fit_meta`` as ``skipped`` with the reason.
 """
 
@@ -27,7 +27,14 @@ from typing import Any
 
 import pandas as pd
 
-from learning_analytics.pipeline import Extracted, ModelPipeline, RunContext, chunk_by_key, column_table, frame_from_columns
+from learning_analytics.pipeline import (
+    Extracted,
+    ModelPipeline,
+    RunContext,
+    chunk_by_key,
+    column_table,
+    frame_from_columns,
+)
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import ProphetSettings
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
@@ -35,11 +42,6 @@ from learning_analytics.windows import RunWindow, weekly_window
 
 log = logging.getLogger(__name__)
 
-#: A student needs attempts in at least this many weeks of the window to get a
-#: series. Four is also the service's minimum number of points (PROPHET_MIN_POINTS):
-#: with fewer active weeks the series is mostly zeros, with no trend to continue and
-#: no normal level against which a week could be anomalous.
-MIN_ACTIVE_WEEKS = 4
 
 FIT_META_COLUMNS = [
     "run_date", "user_id", "status", "reason", "model_id", "params",
@@ -48,7 +50,7 @@ FIT_META_COLUMNS = [
 ANOMALY_COLUMNS = ["run_date", "user_id", "week_start", "y", "yhat", "score"]
 FORECAST_COLUMNS = ["run_date", "user_id", "week_start", "yhat", "yhat_lower", "yhat_upper"]
 
-DOC_MD = f"""
+DOC_MD = """
 ### Prophet forecast of the learning index
 
 Where is each student's weekly learning index `I_t` heading, and which weeks were
@@ -72,7 +74,8 @@ the run's logical date (`run_date`):
 from `weekly_kpi` (built by `build_weekly_kpi`, Mondays 04:00). The run fails, and is
 retried, while `weekly_kpi` has not been built for the window's last week.
 **Who gets a series**: students still preparing (a `weekly_kpi` row for the window's
-last week) with attempts in at least {MIN_ACTIVE_WEEKS} weeks of the window; inactive
+last week) with attempts in at least `PROPHET_MIN_ACTIVE_WEEKS` (4) weeks of the window
+(fewer is mostly zeros: no trend to continue, no normal level to be anomalous against); inactive
 weeks count as `I_t = 0`. Students active in fewer weeks get a `skipped` meta row.
 **Chunks**: at most `PROPHET_CHUNK_SIZE` students per mapped `fit` task (one request).
 **Idempotent**: a rerun of the same logical date replaces all three tables' rows of
@@ -188,7 +191,6 @@ def run_settings(run: RunContext[ProphetSettings], results: Sequence[dict[str, A
         **run.settings.as_dict(),
         "window_start": run.window.start.isoformat(),
         "window_end": run.window.end.isoformat(),
-        "min_active_weeks": MIN_ACTIVE_WEEKS,
         "service": service_settings,
     }
 
@@ -223,13 +225,13 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
                 f"(latest build: {readiness['latest_built_for']}); run build_weekly_kpi for {window.end} first"
             )
         series = warehouse.query_frame(
-            "prophet/weekly_series.sql", {**window.as_sql_params(), "min_active_weeks": MIN_ACTIVE_WEEKS}
+            "prophet/weekly_series.sql", {**window.as_sql_params(), "min_active_weeks": run.settings.min_active_weeks}
         )
         n_series = int(series["user_id"].nunique()) if not series.empty else 0
         summary: dict[str, Any] = {"n_series": n_series, "n_points": len(series)}
         if n_series == 0:
             return Extracted(
-                skip_reason=f"no student was active in at least {MIN_ACTIVE_WEEKS} weeks of "
+                skip_reason=f"no student was active in at least {run.settings.min_active_weeks} weeks of "
                 f"{window.start} .. {window.end} (exclusive)",
                 summary=summary,
             )
@@ -275,9 +277,9 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
         tx.delete_partition("prophet_fit_meta", key)
         n_inactive = tx.execute_file(
             "prophet/insufficient_activity.sql",
-            {**window.as_sql_params(), "min_active_weeks": MIN_ACTIVE_WEEKS, "settings": settings_json},
+            {**window.as_sql_params(), "min_active_weeks": run.settings.min_active_weeks, "settings": settings_json},
         )
-        meta = fit_meta_rows(results, window.run_date, settings_json) if results else pd.DataFrame()
+        meta = fit_meta_rows(results, window.run_date, settings_json)
         tx.upsert("prophet_fit_meta", meta, ["run_date", "user_id"])
         anomalies = anomaly_rows(results, window.run_date)
         forecasts = forecast_rows(results, window.run_date)
@@ -289,8 +291,7 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
                 "prophet_forecast", forecasts, key, ["run_date", "user_id", "week_start"]
             ),
         }
-        statuses = Counter(meta["status"]) if not meta.empty else Counter()
-        statuses["skipped"] += n_inactive
+        statuses = Counter(meta["status"]) + Counter({"skipped": n_inactive})
         summary = {"n_chunks": len(results), "series": dict(statuses), **written}
         if statuses["failed"]:
             log.warning("%s series could not be fitted; see prophet_fit_meta.reason", statuses["failed"])

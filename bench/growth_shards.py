@@ -77,11 +77,11 @@ def main() -> None:
     rows = [run_configuration(args.students, args.shard_size, args.parallel, args.weeks)]
     if args.single:
         rows.append(run_configuration(args.students, args.students, 1, args.weeks))
-    header = "| students | shards x size | parallel | wall s | max Rhat | divergences | shards passed | weekly slope [95%] |"
+    header = "| students | shards (at most size) | parallel | wall s | max Rhat | divergences | shards passed | weekly slope [95%] |"
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
-            f"| {row['students']} | {row['shards']} x {row['shard_size']} | {row['parallel']} | {row['wall_s']:.0f} | "
+            f"| {row['students']} | {row['shards']} (<= {row['shard_size']}) | {row['parallel']} | {row['wall_s']:.0f} | "
             f"{row['rhat_max']:.3f} | {row['divergences']} | {row['shards_passed']}/{row['shards']} | {row['slope']} |"
         )
     if args.single:

@@ -17,10 +17,10 @@ Builds **`weekly_kpi`**, one row per student and ISO week (Monday, UTC), from th
 `attempt` view: attempts, correct, accuracy, active days, time spent and the
 learning index
 
-`I_t = 100 * accuracy_t * sqrt(attempts_t / 200)`
+`I_t = 100 * accuracy_t * ln(1 + attempts_t) / ln(201)`
 
-(accuracy weighted by effort with diminishing returns; 200 attempts at 100% is 100;
-0 in a week without attempts). A student has a row for every week from their first attempt to their
+(accuracy weighted by log-effort; 200 attempts at 100% is 100; 0 in a week without
+attempts). A student has a row for every week from their first attempt to their
 exam week, so inactive weeks are visible to the models.
 
 `P` = probability of reaching the accuracy goal at the target week (the exam week,

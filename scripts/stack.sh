@@ -12,7 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PG_VERSION="${LA_PG_VERSION:-15}"
 PG_CLUSTER="${LA_PG_CLUSTER:-learning_analytics}"
 PG_PORT="${LA_PG_PORT:-54329}"
-# Warehouse database; the test command uses its own, recreated on every run.
+# Warehouse and Airflow metadata databases; the test command uses its own pair,
+# recreated on every run (LA_FRESH_DB=1).
 DB_NAME="${LA_DB_NAME:-analytics}"
 AIRFLOW_DB_NAME="${LA_AIRFLOW_DB_NAME:-airflow}"
 SECRETS_FILE="$LOCAL_DIR/secrets.env"
@@ -59,8 +60,9 @@ END\$\$;
 ALTER ROLE analytics WITH LOGIN PASSWORD '$LA_DB_PASSWORD';
 SQL
   if [[ "${LA_FRESH_DB:-0}" == 1 ]]; then
-    log "postgres: recreating database $DB_NAME"
+    log "postgres: recreating databases $DB_NAME and $AIRFLOW_DB_NAME"
     psql_admin -d postgres -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)"
+    psql_admin -d postgres -c "DROP DATABASE IF EXISTS $AIRFLOW_DB_NAME WITH (FORCE)"
   fi
   for db in "$DB_NAME" "$AIRFLOW_DB_NAME"; do
     if [[ -z "$(psql_admin -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]]; then

@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bash "$REPO_ROOT/scripts/bootstrap.sh"
 # A database of its own, recreated each run, so tests never see stale rows.
-export LA_DB_NAME=analytics_test LA_FRESH_DB=1
+export LA_DB_NAME=analytics_test LA_AIRFLOW_DB_NAME=airflow_test LA_FRESH_DB=1
 bash "$REPO_ROOT/scripts/stack.sh" up
 # shellcheck disable=SC1091
 source "$LOCAL_DIR/stack.env"

@@ -39,7 +39,7 @@ def hand_made_history(db: psycopg.Connection) -> None:
 
 
 def i_t(n_correct: int, n_attempts: int) -> float:
-    return 100 * n_correct / n_attempts * math.sqrt(n_attempts / 200)
+    return 100 * n_correct / n_attempts * math.log(1 + n_attempts) / math.log(201)
 
 
 def kpi_rows(db: psycopg.Connection) -> dict[tuple[int, date], tuple]:

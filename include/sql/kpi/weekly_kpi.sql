@@ -38,10 +38,9 @@ SELECT e.user_id,
        act.n_correct::double precision / nullif(act.n_attempts, 0) AS accuracy,
        coalesce(act.active_days, 0)::smallint AS active_days,
        coalesce(act.time_spent_s, 0)::bigint AS time_spent_s,
-       -- Learning index: accuracy times the square root of effort, scaled so that
-       -- 200 attempts a week at 100%% accuracy is 100. Zero without attempts.
-       -- See docs/metrics.md for why the square root.
-       coalesce(100.0 * act.n_correct / nullif(act.n_attempts, 0) * sqrt(act.n_attempts / 200.0), 0) AS i_t
+       -- Learning index: accuracy times log-effort, scaled so that 200 attempts a
+       -- week at 100%% accuracy is 100. Zero without attempts. See docs/metrics.md.
+       coalesce(100.0 * act.n_correct / nullif(act.n_attempts, 0) * ln(1 + act.n_attempts) / ln(201), 0) AS i_t
 FROM enrolled AS e
 JOIN weeks AS w ON w.week_start >= e.first_week AND w.week_start <= e.exam_week
 LEFT JOIN activity AS act ON act.user_id = e.user_id AND act.week_start = w.week_start;

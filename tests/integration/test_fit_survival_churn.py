@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
-
 from conftest import TEST_LOGICAL_DATE, fetch_all
 from learning_analytics.kpi import build_weekly_kpi
 from learning_analytics.paths import read_sql
@@ -22,7 +21,6 @@ from learning_analytics.pipelines.survival import (
     observation_params,
     predict_payload,
 )
-from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import KpiSettings, SurvivalSettings
 from learning_analytics.warehouse import Warehouse
 from learning_analytics.windows import daily_window, weekly_window
@@ -30,7 +28,11 @@ from learning_analytics.windows import daily_window, weekly_window
 DAG_ID = "fit_survival_churn"
 SETTINGS = SurvivalSettings.from_env({})
 #: The synthetic truth's covariates and the model covariates that measure them.
-MATCHING_COVARIATE = {"accuracy": "accuracy", "sessions_per_week": "active_days_per_week", "accuracy_trend": "accuracy_trend"}
+MATCHING_COVARIATE = {
+    "accuracy": "accuracy",
+    "sessions_per_week": "active_days_per_week",
+    "accuracy_trend": "accuracy_trend",
+}
 
 
 # --- the event definition on a hand-made attempt history ---------------------------------
@@ -58,24 +60,44 @@ def hand_made_history() -> tuple[dict[int, list[date]], dict[int, dict]]:
     def with_gap(gap_days: int) -> list[date]:
         # Daily through O + 5, gap_days days without attempts, then daily to the end.
         last_before = origin + timedelta(days=5)
-        return active_days(first, last_before) + active_days(last_before + timedelta(days=gap_days + 1), end - timedelta(days=1))
+        return active_days(first, last_before) + active_days(
+            last_before + timedelta(days=gap_days + 1), end - timedelta(days=1)
+        )
 
     days = {
         1: with_gap(13),  # 13-day gap: not churn, censored at the end of follow-up
         2: with_gap(14),  # 14-day gap: churn starting O + 6
         3: with_gap(15),  # 15-day gap: churn starting O + 6
         4: active_days(first, end - timedelta(days=14)),  # 13 idle days at the window end: censored, still active
-        5: active_days(first, end - timedelta(days=15)),  # 14 idle days at the window end: churn on the last possible day
-        6: active_days(first, first + timedelta(days=5)) + active_days(first + timedelta(days=20), end - timedelta(days=1)),
+        5: active_days(
+            first, end - timedelta(days=15)
+        ),  # 14 idle days at the window end: churn on the last possible day
+        6: active_days(first, first + timedelta(days=5))
+        + active_days(first + timedelta(days=20), end - timedelta(days=1)),
         7: active_days(end - timedelta(days=20), end - timedelta(days=1)),  # starts too late for any follow-up
         8: [first - timedelta(days=3)],  # only before the window: no row
     }
     expected = {
         1: {"status": "at_risk", "time_days": 49, "event": 0, "churn_start": None},
-        2: {"status": "at_risk", "time_days": 6, "event": 1, "churn_start": origin + timedelta(days=6)},
-        3: {"status": "at_risk", "time_days": 6, "event": 1, "churn_start": origin + timedelta(days=6)},
+        2: {
+            "status": "at_risk",
+            "time_days": 6,
+            "event": 1,
+            "churn_start": origin + timedelta(days=6),
+        },
+        3: {
+            "status": "at_risk",
+            "time_days": 6,
+            "event": 1,
+            "churn_start": origin + timedelta(days=6),
+        },
         4: {"status": "at_risk", "time_days": 49, "event": 0, "churn_start": None},
-        5: {"status": "at_risk", "time_days": 49, "event": 1, "churn_start": end - timedelta(days=14)},
+        5: {
+            "status": "at_risk",
+            "time_days": 49,
+            "event": 1,
+            "churn_start": end - timedelta(days=14),
+        },
         6: {"status": "churned_in_baseline", "churn_start": first + timedelta(days=6)},
         7: {"status": "short_follow_up", "event": 0},
     }
@@ -89,17 +111,32 @@ def test_event_definition_on_a_hand_made_history(warehouse_uri: str) -> None:
     window = daily_window(HAND_MADE_RUN_DATE, SETTINGS.lookback_days)
     with psycopg.connect(warehouse_uri) as conn:  # one transaction, rolled back: nothing stays
         with conn.cursor() as cur:
-            cur.execute("INSERT INTO topics VALUES (%s, 'survival test topic')", (HAND_MADE_TOPIC,))
-            cur.execute("INSERT INTO questions VALUES (%s, %s, 0.0)", (HAND_MADE_QUESTION, HAND_MADE_TOPIC))
+            cur.execute(
+                "INSERT INTO topics VALUES (%s, 'survival test topic')",
+                (HAND_MADE_TOPIC,),
+            )
+            cur.execute(
+                "INSERT INTO questions VALUES (%s, %s, 0.0)",
+                (HAND_MADE_QUESTION, HAND_MADE_TOPIC),
+            )
             for user, user_id in zip(days, user_ids, strict=True):
                 cur.execute(
                     "INSERT INTO students VALUES (%s, %s, 0.7, %s)",
-                    (user_id, window.start - timedelta(days=30), window.end + timedelta(days=60)),
+                    (
+                        user_id,
+                        window.start - timedelta(days=30),
+                        window.end + timedelta(days=60),
+                    ),
                 )
             attempts = [
                 # Alternate right and wrong so that accuracy varies; late evening UTC still
                 # counts for that UTC day.
-                (user_id, day, index % 2 == 0, datetime.combine(day, time(23, 59, 30), tzinfo=UTC))
+                (
+                    user_id,
+                    day,
+                    index % 2 == 0,
+                    datetime.combine(day, time(23, 59, 30), tzinfo=UTC),
+                )
                 for user, user_id in zip(days, user_ids, strict=True)
                 for index, day in enumerate(days[user])
             ]
@@ -108,7 +145,10 @@ def test_event_definition_on_a_hand_made_history(warehouse_uri: str) -> None:
                 " %s, %s, %s, %s, 60, %s)",
                 [(user_id, HAND_MADE_QUESTION, HAND_MADE_TOPIC, correct, at) for user_id, _, correct, at in attempts],
             )
-            cur.execute(read_sql("survival/churn_observations.sql"), observation_params(window, SETTINGS))
+            cur.execute(
+                read_sql("survival/churn_observations.sql"),
+                observation_params(window, SETTINGS),
+            )
             rows = pd.DataFrame(cur.fetchall(), columns=[column.name for column in cur.description])
         conn.rollback()
 
@@ -120,7 +160,9 @@ def test_event_definition_on_a_hand_made_history(warehouse_uri: str) -> None:
         assert got["origin_day"] == (got["baseline_start"] + timedelta(days=27)), user
         for column, value in want.items():
             actual = got[column]
-            assert (pd.isna(actual) if value is None else actual == value), f"student {user}: {column} {actual} != {value}"
+            assert pd.isna(actual) if value is None else actual == value, (
+                f"student {user}: {column} {actual} != {value}"
+            )
     scored = set(rows.loc[rows["role"] == "score", "user_id"])
     # Active at the window end = an attempt in its last 14 days: student 5 has churned,
     # student 6 churned in the baseline but came back, so is scored again.
@@ -132,8 +174,12 @@ def test_event_definition_on_a_hand_made_history(warehouse_uri: str) -> None:
 
 @pytest.fixture(scope="module")
 def synthetic_run(load_synthetic, run_dag) -> dict:
-    """400 synthetic students, weekly KPI built, one survival run for the test date."""
-    world = load_synthetic(n_students=400, n_weeks=16, seed=42)
+    """800 synthetic students, weekly KPI built, one survival run for the test date.
+
+    800, not fewer: a held-out 30% then has ~35 churn events, enough for its concordance
+    to be measured to +-0.035 (with 400 students, +-0.05 against an expected ~0.6-0.7).
+    """
+    world = load_synthetic(n_students=800, n_weeks=16, seed=42)
     build_weekly_kpi(Warehouse(), weekly_window(TEST_LOGICAL_DATE, 16), KpiSettings.from_env())
     result = run_dag(DAG_ID)
     assert result.succeeded, result.output[-5000:]
@@ -148,7 +194,18 @@ def meta_row(db: psycopg.Connection) -> dict:
         (TEST_LOGICAL_DATE,),
     )
     assert len(rows) == 1
-    names = ("status", "model_id", "coefficients", "concordance", "ph_test", "n", "n_events", "sizes", "settings", "covariates")
+    names = (
+        "status",
+        "model_id",
+        "coefficients",
+        "concordance",
+        "ph_test",
+        "n",
+        "n_events",
+        "sizes",
+        "settings",
+        "covariates",
+    )
     return dict(zip(names, rows[0], strict=True))
 
 
@@ -163,7 +220,9 @@ def test_run_records_the_fit_and_the_risks(synthetic_run: dict, db: psycopg.Conn
     sizes = meta["sizes"]
     assert sizes["n_at_risk"] == meta["n"] and sizes["n_events"] == meta["n_events"] >= 30
     ((n_risk, n_events),) = fetch_all(
-        db, "SELECT count(*), sum(event) FROM survival_risk WHERE run_date = %s", (TEST_LOGICAL_DATE,)
+        db,
+        "SELECT count(*), sum(event) FROM survival_risk WHERE run_date = %s",
+        (TEST_LOGICAL_DATE,),
     )
     assert (n_risk, n_events) == (meta["n"], meta["n_events"])
 
@@ -175,7 +234,13 @@ def test_run_records_the_fit_and_the_risks(synthetic_run: dict, db: psycopg.Conn
             (kpi_week(TEST_LOGICAL_DATE), TEST_LOGICAL_DATE),
         )
     )
-    active = dict(fetch_all(db, "SELECT user_id, p_event FROM survival_active_risk WHERE run_date = %s", (TEST_LOGICAL_DATE,)))
+    active = dict(
+        fetch_all(
+            db,
+            "SELECT user_id, p_event FROM survival_active_risk WHERE run_date = %s",
+            (TEST_LOGICAL_DATE,),
+        )
+    )
     assert len(active) == sizes["n_active"] > 100
     assert kpi == pytest.approx(active) and sizes["n_kpi_updated"] == len(kpi)
     assert all(0 < p < 1 for p in kpi.values())
@@ -203,11 +268,14 @@ def harrell_c(time_days: np.ndarray, event: np.ndarray, risk: np.ndarray) -> flo
 def test_concordance_on_held_out_students(synthetic_run: dict) -> None:
     """Fit on a random 70% of the at-risk students, predict the other 30%: Harrell's C >= 0.6.
 
-    Why 0.6: with ~310 students at risk and ~55 events, the held-out 30% holds ~95
-    students and ~17 events, so C has a standard error of about 0.05. Over six other
-    synthetic seeds held-out C ranged 0.60-0.76 (in-sample about 0.70): 0.6 is two
-    standard errors under the expected value yet two above the 0.5 of a score that
-    knows nothing, so it fails a model whose signs or covariates are scrambled.
+    Why 0.6: ~630 students are at risk with ~115 churn events, so the held-out 30% holds
+    ~190 students and ~35 events and C has a standard error of about 0.035; a score that
+    knows nothing gives 0.5 +- 0.04. The true hazard itself ranks these students with
+    C ~0.73 (covariates are measured with noise, so a fitted model gets less): over
+    three synthetic seeds x 20 random splits held-out C averaged 0.68-0.74, minimum
+    0.62. 0.6 is thus 2.5 null standard deviations above chance and still 2-4 standard
+    errors below what the model achieves: it fails a model with scrambled covariates or
+    signs, not an unlucky split.
     """
     window = daily_window(TEST_LOGICAL_DATE, SETTINGS.lookback_days)
     observations = Warehouse().query_frame("survival/churn_observations.sql", observation_params(window, SETTINGS))
@@ -216,10 +284,15 @@ def test_concordance_on_held_out_students(synthetic_run: dict) -> None:
     train, held_out = students[in_fit], students[~in_fit].reset_index(drop=True)
     service = SurvivalPipeline().service()
     fit = service.call("survival/fit", fit_payload(train, SETTINGS.horizon_days))
-    prediction = service.call("survival/predict", predict_payload(fit["model_id"], held_out, SETTINGS.horizon_days))
+    prediction = service.call(
+        "survival/predict",
+        predict_payload(fit["model_id"], held_out, SETTINGS.horizon_days),
+    )
     assert prediction["user_id"] == held_out["user_id"].tolist()
     concordance = harrell_c(
-        held_out["time_days"].to_numpy(), held_out["event"].to_numpy(dtype=int), np.asarray(prediction["risk_score"])
+        held_out["time_days"].to_numpy(),
+        held_out["event"].to_numpy(dtype=int),
+        np.asarray(prediction["risk_score"]),
     )
     assert held_out["event"].sum() >= 10
     assert concordance >= 0.6, f"held-out C = {concordance:.3f} on {len(held_out)} students"
@@ -245,7 +318,9 @@ def test_rerun_replaces_the_run(synthetic_run: dict, db: psycopg.Connection, run
 
     result = run_dag(DAG_ID)
     assert result.succeeded, result.output[-5000:]
-    assert fetch_all(db, counts_sql, {"d": TEST_LOGICAL_DATE}) == [(1, n_risk_with_stale - 1, n_active, n_s_with_stale - 1)]
+    assert fetch_all(db, counts_sql, {"d": TEST_LOGICAL_DATE}) == [
+        (1, n_risk_with_stale - 1, n_active, n_s_with_stale - 1)
+    ]
     assert fetch_all(db, "SELECT s FROM weekly_kpi WHERE user_id = %s AND week_start = %s",
                      (stale_user, kpi_week(TEST_LOGICAL_DATE))) == [(None,)]  # fmt: skip
 

@@ -7,7 +7,6 @@ from datetime import date
 
 import pandas as pd
 import pytest
-
 from learning_analytics.pipeline import RunContext
 from learning_analytics.pipelines.survival import (
     COVARIATES,
@@ -30,7 +29,12 @@ from learning_analytics.windows import daily_window
 
 RUN_DATE = date(2026, 11, 25)  # a Wednesday
 SETTINGS = SurvivalSettings.from_env({})
-RUN = RunContext(window=daily_window(RUN_DATE, 90), settings=SETTINGS, dag_id="fit_survival_churn", run_id="test")
+RUN = RunContext(
+    window=daily_window(RUN_DATE, 90),
+    settings=SETTINGS,
+    dag_id="fit_survival_churn",
+    run_id="test",
+)
 
 
 def observations() -> pd.DataFrame:
@@ -112,23 +116,59 @@ def fit_result() -> dict:
         },
         "fit": {
             "model_id": "survival-1",
-            "coefficients": [{"term": "accuracy", "coef": -4.0, "hazard_ratio": 0.018, "se": 1.0, "p_value": 0.01}],
+            "coefficients": [
+                {
+                    "term": "accuracy",
+                    "coef": -4.0,
+                    "hazard_ratio": 0.018,
+                    "se": 1.0,
+                    "p_value": 0.01,
+                }
+            ],
             "concordance": 0.7,
             "n": 2,
             "n_events": 1,
-            "ph_test": {"term": ["accuracy", "GLOBAL"], "chisq": [0.1, 0.1], "df": [1, 1], "p_value": [0.7, 0.7]},
-            "risk": {"user_id": [2, 1], "risk_score": [0.3, -0.3], "p_event": [0.2, 0.1]},
+            "ph_test": {
+                "term": ["accuracy", "GLOBAL"],
+                "chisq": [0.1, 0.1],
+                "df": [1, 1],
+                "p_value": [0.7, 0.7],
+            },
+            "risk": {
+                "user_id": [2, 1],
+                "risk_score": [0.3, -0.3],
+                "p_event": [0.2, 0.1],
+            },
             "warnings": ["w1"],
         },
-        "prediction": {"user_id": [1, 4], "risk_score": [0.1, 0.2], "p_event": [0.05, 0.06], "warnings": []},
+        "prediction": {
+            "user_id": [1, 4],
+            "risk_score": [0.1, 0.2],
+            "p_event": [0.05, 0.06],
+            "warnings": [],
+        },
     }
 
 
 def test_risk_rows_join_the_fit_risk_to_times_and_events() -> None:
     rows = risk_rows(fit_result(), RUN_DATE)
     assert rows.to_dict("records") == [
-        {"run_date": RUN_DATE, "user_id": 1, "time_days": 40.0, "event": 0, "risk_score": -0.3, "p_event": 0.1},
-        {"run_date": RUN_DATE, "user_id": 2, "time_days": 12.0, "event": 1, "risk_score": 0.3, "p_event": 0.2},
+        {
+            "run_date": RUN_DATE,
+            "user_id": 1,
+            "time_days": 40.0,
+            "event": 0,
+            "risk_score": -0.3,
+            "p_event": 0.1,
+        },
+        {
+            "run_date": RUN_DATE,
+            "user_id": 2,
+            "time_days": 12.0,
+            "event": 1,
+            "risk_score": 0.3,
+            "p_event": 0.2,
+        },
     ]
 
 

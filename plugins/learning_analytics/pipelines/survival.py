@@ -33,7 +33,13 @@ from typing import Any
 
 import pandas as pd
 
-from learning_analytics.pipeline import Extracted, ModelPipeline, RunContext, column_table, frame_from_columns
+from learning_analytics.pipeline import (
+    Extracted,
+    ModelPipeline,
+    RunContext,
+    column_table,
+    frame_from_columns,
+)
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import SurvivalSettings
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
@@ -62,7 +68,14 @@ COVARIATES: tuple[str, ...] = (
 FIT_STATUSES: tuple[str, ...] = ("at_risk", "churned_in_baseline", "short_follow_up")
 
 RISK_COLUMNS = ["run_date", "user_id", "time_days", "event", "risk_score", "p_event"]
-ACTIVE_RISK_COLUMNS = ["run_date", "user_id", "last_active_day", "covariates", "risk_score", "p_event"]
+ACTIVE_RISK_COLUMNS = [
+    "run_date",
+    "user_id",
+    "last_active_day",
+    "covariates",
+    "risk_score",
+    "p_event",
+]
 KPI_COLUMNS = ["user_id", "week_start", "s", "s_run_date"]
 
 DOC_MD = f"""
@@ -165,13 +178,21 @@ def fit_payload(fitted: pd.DataFrame, horizon_days: int) -> dict[str, Any]:
     """The ``/survival/fit`` request: one row per fitted student, column-oriented."""
     data = fitted[["user_id", "time_days", "event", *COVARIATES]].rename(columns={"time_days": "time"})
     data = data.astype({"user_id": "int64", "event": "int64"})
-    return {"data": column_table(data), "covariates": list(COVARIATES), "horizon_days": horizon_days}
+    return {
+        "data": column_table(data),
+        "covariates": list(COVARIATES),
+        "horizon_days": horizon_days,
+    }
 
 
 def predict_payload(model_id: str, scored: pd.DataFrame, horizon_days: int) -> dict[str, Any]:
     """The ``/survival/predict`` request for the students active now."""
     data = scored[["user_id", *COVARIATES]].astype({"user_id": "int64"})
-    return {"model_id": model_id, "data": column_table(data), "horizon_days": horizon_days}
+    return {
+        "model_id": model_id,
+        "data": column_table(data),
+        "horizon_days": horizon_days,
+    }
 
 
 def risk_rows(result: dict[str, Any], run_date: date) -> pd.DataFrame:
@@ -226,7 +247,10 @@ def run_settings(run: RunContext[SurvivalSettings]) -> dict[str, Any]:
 
 
 def fit_meta_row(
-    result: dict[str, Any] | None, sizes: dict[str, int], skip: str | None, run: RunContext[SurvivalSettings]
+    result: dict[str, Any] | None,
+    sizes: dict[str, int],
+    skip: str | None,
+    run: RunContext[SurvivalSettings],
 ) -> dict[str, Any]:
     """The run's ``survival_fit_meta`` row (``skipped`` without a model when ``result`` is None)."""
     window = run.window
@@ -240,9 +264,18 @@ def fit_meta_row(
         "sizes": to_json(sizes),
     }
     if result is None:
-        return {**row, "status": "skipped", "message": skip, "n": sizes["n_at_risk"], "n_events": sizes["n_events"]}
+        return {
+            **row,
+            "status": "skipped",
+            "message": skip,
+            "n": sizes["n_at_risk"],
+            "n_events": sizes["n_events"],
+        }
     fit = result["fit"]
-    warnings = [*(fit.get("warnings") or []), *((result.get("prediction") or {}).get("warnings") or [])]
+    warnings = [
+        *(fit.get("warnings") or []),
+        *((result.get("prediction") or {}).get("warnings") or []),
+    ]
     return {
         **row,
         "status": "ok",
@@ -287,7 +320,8 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
     def extract(self, warehouse: Warehouse, run: RunContext[SurvivalSettings]) -> Extracted:
         _check_kpi_ready(warehouse, run.window.run_date)
         observations = warehouse.query_frame(
-            "survival/churn_observations.sql", observation_params(run.window, run.settings)
+            "survival/churn_observations.sql",
+            observation_params(run.window, run.settings),
         )
         sizes = observation_sizes(observations)
         reason = skip_reason(sizes, run.window)
@@ -296,7 +330,11 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
         return Extracted(shards=[observations], summary=sizes)
 
     def fit_shard(
-        self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[SurvivalSettings]
+        self,
+        service: RServiceHook,
+        shard: pd.DataFrame,
+        shard_index: int,
+        run: RunContext[SurvivalSettings],
     ) -> dict[str, Any]:
         horizon_days = run.settings.horizon_days
         fitted, scored = fit_rows(shard), score_rows(shard)
@@ -312,7 +350,10 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
         for warning in fit.get("warnings") or []:
             log.warning("survival fit: %s", warning)
         prediction = (
-            service.call("survival/predict", predict_payload(fit["model_id"], scored, horizon_days))
+            service.call(
+                "survival/predict",
+                predict_payload(fit["model_id"], scored, horizon_days),
+            )
             if not scored.empty
             else None
         )
@@ -342,13 +383,13 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
         active = active_risk_rows(result, run_date) if result else pd.DataFrame(columns=ACTIVE_RISK_COLUMNS)
         written = {
             "survival_risk": tx.replace_partition("survival_risk", risks, key, ["run_date", "user_id"]),
-            "survival_active_risk": tx.replace_partition(
-                "survival_active_risk", active, key, ["run_date", "user_id"]
-            ),
+            "survival_active_risk": tx.replace_partition("survival_active_risk", active, key, ["run_date", "user_id"]),
         }
         if run.settings.update_kpi:
             tx.execute_file("survival/clear_kpi_risk.sql", key)
-            written["weekly_kpi.s"] = tx.update_columns("weekly_kpi", kpi_rows(active, run_date), ["user_id", "week_start"])
+            written["weekly_kpi.s"] = tx.update_columns(
+                "weekly_kpi", kpi_rows(active, run_date), ["user_id", "week_start"]
+            )
         else:
             log.info("SURVIVAL_UPDATE_KPI is false: weekly_kpi.s left as it is")
         sizes["n_kpi_updated"] = written.get("weekly_kpi.s", 0)

@@ -41,12 +41,16 @@ def run_configuration(students: int, shard_size: int, parallel: int, weeks: int)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         results = list(
-            pool.map(lambda item: pipeline.fit_shard(pipeline.service(), item[1], item[0], run), enumerate(extracted.shards))
+            pool.map(
+                lambda item: pipeline.fit_shard(pipeline.service(), item[1], item[0], run), enumerate(extracted.shards)
+            )
         )
     elapsed = time.monotonic() - started
     diagnostics = [result["fit"]["diagnostics"] for result in results]
     (slope,) = [
-        effect for effect in combine_fixed_effects([r["fit"]["fixed_effects"] for r in results]) if effect["term"] == "week"
+        effect
+        for effect in combine_fixed_effects([r["fit"]["fixed_effects"] for r in results])
+        if effect["term"] == "week"
     ]
     return {
         "students": extracted.summary["n_users"],
@@ -77,11 +81,15 @@ def main() -> None:
     rows = [run_configuration(args.students, args.shard_size, args.parallel, args.weeks)]
     if args.single:
         rows.append(run_configuration(args.students, args.students, 1, args.weeks))
-    header = "| students | shards (at most size) | parallel | wall s | max Rhat | divergences | shards passed | weekly slope [95%] |"
+    header = (
+        "| students | shards (at most size) | parallel | wall s | max Rhat | divergences | shards passed "
+        "| weekly slope [95%] |"
+    )
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
-            f"| {row['students']} | {row['shards']} (<= {row['shard_size']}) | {row['parallel']} | {row['wall_s']:.0f} | "
+            f"| {row['students']} | {row['shards']} (<= {row['shard_size']}) | {row['parallel']} "
+            f"| {row['wall_s']:.0f} | "
             f"{row['rhat_max']:.3f} | {row['divergences']} | {row['shards_passed']}/{row['shards']} | {row['slope']} |"
         )
     if args.single:

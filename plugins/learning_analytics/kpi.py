@@ -7,6 +7,7 @@ the window from the logical date and run the SQL in one transaction.
 from __future__ import annotations
 
 import logging
+from datetime import date, timedelta
 
 from learning_analytics.settings import FeaturesSettings, KpiSettings
 from learning_analytics.warehouse import Warehouse
@@ -15,12 +16,33 @@ from learning_analytics.windows import RunWindow, daily_window, weekly_window
 log = logging.getLogger(__name__)
 
 
-def features_window(run_date, settings: FeaturesSettings) -> RunWindow:
+class KpiNotReadyError(RuntimeError):
+    """``weekly_kpi`` has not (completely) been built for a week a model needs."""
+
+
+def require_weekly_kpi(warehouse: Warehouse, week_end: date) -> None:
+    """Fail unless ``weekly_kpi`` was built for the week ending before ``week_end``.
+
+    Models scheduled after the weekly KPI builder call this so that a late or failed
+    KPI run makes them fail (and retry) instead of fitting on a stale or partial week.
+
+    :raises KpiNotReadyError: naming the week and what to run.
+    """
+    readiness = warehouse.query_frame("kpi/readiness.sql", {"week_end": week_end}).iloc[0]
+    if readiness["n_rows"] == 0 or readiness["n_complete_rows"] < readiness["n_rows"]:
+        raise KpiNotReadyError(
+            f"weekly_kpi is not complete for the week of {week_end - timedelta(days=7)}: "
+            f"{readiness['n_rows']} rows, {readiness['n_complete_rows']} of them built for {week_end} or later "
+            f"(latest build: {readiness['latest_built_for']}); run build_weekly_kpi for {week_end} first"
+        )
+
+
+def features_window(run_date: date, settings: FeaturesSettings) -> RunWindow:
     """The days a features run rebuilds: ``FEATURES_LOOKBACK_DAYS`` days before it."""
     return daily_window(run_date, settings.lookback_days)
 
 
-def kpi_window(run_date, settings: KpiSettings) -> RunWindow:
+def kpi_window(run_date: date, settings: KpiSettings) -> RunWindow:
     """The weeks a KPI run rebuilds: ``KPI_LOOKBACK_WEEKS`` complete weeks before it."""
     return weekly_window(run_date, settings.lookback_weeks)
 

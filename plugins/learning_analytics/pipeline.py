@@ -129,7 +129,9 @@ class ModelPipeline(ABC, Generic[SettingsT]):
         """Read the window (aggregating in SQL) and split it into shards."""
 
     @abstractmethod
-    def fit_shard(self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[SettingsT]) -> dict[str, Any]:
+    def fit_shard(
+        self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[SettingsT]
+    ) -> dict[str, Any]:
         """Fit one shard on the R service; return a JSON-able result."""
 
     @abstractmethod
@@ -209,7 +211,9 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
         def extract() -> list[dict[str, Any]]:
             context = get_current_context()
             run = pipeline.run_context(context)
-            log.info("window %s .. %s (exclusive), settings %s", run.window.start, run.window.end, run.settings.as_dict())
+            log.info(
+                "window %s .. %s (exclusive), settings %s", run.window.start, run.window.end, run.settings.as_dict()
+            )
             extracted = pipeline.extract(Warehouse(), run)
             staging = RunStaging(run.dag_id, run.run_id)
             shards = [

@@ -136,9 +136,7 @@ class ModelSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         """Settings from environment variables, falling back to the spec defaults."""
         environ = os.environ if environ is None else environ
-        values = {
-            f.name: spec.coerce(environ.get(spec.name, spec.default), kind) for f, spec, kind in cls._fields()
-        }
+        values = {f.name: spec.coerce(environ.get(spec.name, spec.default), kind) for f, spec, kind in cls._fields()}
         return cls(**values)
 
     @classmethod
@@ -240,7 +238,10 @@ class GrowthSettings(ModelSettings):
     iterations: int = setting("BRMS_ITER", 1000, "Iterations per chain (half warm-up).", minimum=200, maximum=20000)
     chains: int = setting("BRMS_CHAINS", 2, "MCMC chains per shard.", minimum=1, maximum=8)
     family: str = setting(
-        "BRMS_FAMILY", "gaussian", "Likelihood: gaussian on accuracy, binomial on counts.", choices=("gaussian", "binomial")
+        "BRMS_FAMILY",
+        "gaussian",
+        "Likelihood: gaussian on accuracy, binomial on counts.",
+        choices=("gaussian", "binomial"),
     )
     metrics_use_bayesian: bool = _metrics_use_bayesian()
     shard_size: int = setting(
@@ -305,9 +306,7 @@ class SurvivalSettings(ModelSettings):
     event_threshold_days: int = setting(
         "SURVIVAL_EVENT_THRESHOLD_DAYS", 14, "A gap of at least this many days without attempts is churn.", minimum=1
     )
-    update_kpi: bool = setting(
-        "SURVIVAL_UPDATE_KPI", True, "Write each active student's churn risk into weekly_kpi.S."
-    )
+    update_kpi: bool = setting("SURVIVAL_UPDATE_KPI", True, "Write each active student's churn risk into weekly_kpi.S.")
     horizon_days: int = setting(
         "SURVIVAL_HORIZON_DAYS", 14, "Horizon of the churn probability written as S.", minimum=1, maximum=365
     )

@@ -144,7 +144,9 @@ class WarehouseTransaction:
         log.info("%s: upserted %s rows", table, written)
         return written
 
-    def replace_partition(self, table: str, frame: pd.DataFrame, key: Mapping[str, Any], key_columns: Sequence[str]) -> int:
+    def replace_partition(
+        self, table: str, frame: pd.DataFrame, key: Mapping[str, Any], key_columns: Sequence[str]
+    ) -> int:
         """Replace the partition ``key`` of ``table`` by ``frame`` (a rerun never duplicates)."""
         self.delete_partition(table, key)
         return self.upsert(table, frame, key_columns)
@@ -164,7 +166,9 @@ class WarehouseTransaction:
             target=sql.Identifier(table),
             sets=sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(column)) for column in set_columns),
             temp=temp,
-            match=sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(column)) for column in key_columns),
+            match=sql.SQL(" AND ").join(
+                sql.SQL("t.{0} = s.{0}").format(sql.Identifier(column)) for column in key_columns
+            ),
         )
         updated = self.execute(statement)
         log.info("%s: updated %s of %s rows (%s)", table, updated, len(frame), ", ".join(set_columns))

@@ -8,6 +8,7 @@ import pytest
 from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
 from kubernetes.client import models as k8s
 from kubernetes.utils import parse_quantity
+
 from learning_analytics.k8s import (
     BASE_CONTAINER_NAME,
     FIT_EXECUTOR_CONFIG,

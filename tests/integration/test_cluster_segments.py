@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from sklearn.metrics import adjusted_rand_score
+
 from conftest import TEST_LOGICAL_DATE, fetch_all, table_snapshot
 from learning_analytics import synthetic
 from learning_analytics.kpi import build_features_topic_daily, build_weekly_kpi, features_window, kpi_window
@@ -25,7 +27,6 @@ from learning_analytics.pipelines.cluster import min_active_weeks
 from learning_analytics.settings import ClusterSettings, FeaturesSettings, KpiSettings
 from learning_analytics.warehouse import Warehouse
 from learning_analytics.windows import weekly_window
-from sklearn.metrics import adjusted_rand_score
 
 DAG_ID = "cluster_segments"
 RUN_A = date(2026, 11, 9)

@@ -73,7 +73,9 @@ def test_per_student_slopes_recover_the_truth(fitted: dict, db: psycopg.Connecti
     ~0.03 at n = 150) while still failing a fit that returns shrunk-to-mean or
     shuffled slopes."""
     truth = effective_true_slopes(db)
-    fitted_slopes = dict(fetch_all(db, "SELECT user_id, slope FROM growth_brms_user WHERE run_date = %s", (TEST_LOGICAL_DATE,)))
+    fitted_slopes = dict(
+        fetch_all(db, "SELECT user_id, slope FROM growth_brms_user WHERE run_date = %s", (TEST_LOGICAL_DATE,))
+    )
     users = sorted(fitted_slopes)
     correlation = np.corrcoef([fitted_slopes[u] for u in users], [truth[u] for u in users])[0, 1]
     assert correlation >= 0.75, f"r = {correlation:.3f}"
@@ -81,12 +83,16 @@ def test_per_student_slopes_recover_the_truth(fitted: dict, db: psycopg.Connecti
 
 def test_population_slope_interval_covers_the_truth(fitted: dict, db: psycopg.Connection) -> None:
     truth = effective_true_slopes(db)
-    users = [u for (u,) in fetch_all(db, "SELECT user_id FROM growth_brms_user WHERE run_date = %s", (TEST_LOGICAL_DATE,))]
+    users = [
+        u for (u,) in fetch_all(db, "SELECT user_id FROM growth_brms_user WHERE run_date = %s", (TEST_LOGICAL_DATE,))
+    ]
     true_mean = float(np.mean([truth[u] for u in users]))
     ((slope, lower, upper),) = fetch_all(
         db, "SELECT slope, slope_lower, slope_upper FROM growth_brms_meta WHERE run_date = %s", (TEST_LOGICAL_DATE,)
     )
-    assert lower <= true_mean <= upper, f"true {true_mean:.4f} outside [{lower:.4f}, {upper:.4f}] (estimate {slope:.4f})"
+    assert lower <= true_mean <= upper, (
+        f"true {true_mean:.4f} outside [{lower:.4f}, {upper:.4f}] (estimate {slope:.4f})"
+    )
 
 
 def test_bayesian_p_written_to_the_last_week(fitted: dict, db: psycopg.Connection) -> None:
@@ -114,7 +120,9 @@ def test_rerun_of_the_same_date_replaces(fitted: dict, db: psycopg.Connection) -
 
 def test_too_little_data_skips_the_fit_with_a_clear_record(fitted: dict, db: psycopg.Connection) -> None:
     skip_date = date(2026, 11, 16)
-    result = fitted["run_dag"]("fit_bayesian_growth", logical_date=skip_date, conf={**CONF, "BRMS_MIN_STUDENTS": 100000})
+    result = fitted["run_dag"](
+        "fit_bayesian_growth", logical_date=skip_date, conf={**CONF, "BRMS_MIN_STUDENTS": 100000}
+    )
     assert result.succeeded, result.output[-5000:]
     assert "skipping the fit: too little data to fit" in result.output
     ((status, message, n_shards, converged),) = fetch_all(

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+
 from conftest import TEST_LOGICAL_DATE, fetch_all
 from learning_analytics.kpi import build_weekly_kpi
 from learning_analytics.paths import read_sql
@@ -119,7 +120,7 @@ def test_event_definition_on_a_hand_made_history(warehouse_uri: str) -> None:
                 "INSERT INTO questions VALUES (%s, %s, 0.0)",
                 (HAND_MADE_QUESTION, HAND_MADE_TOPIC),
             )
-            for user, user_id in zip(days, user_ids, strict=True):
+            for _user, user_id in zip(days, user_ids, strict=True):
                 cur.execute(
                     "INSERT INTO students VALUES (%s, %s, 0.7, %s)",
                     (

@@ -96,7 +96,10 @@ def test_features_topic_daily_numbers(db: psycopg.Connection) -> None:
 def test_dag_runs_of_the_same_date_leave_identical_tables(db: psycopg.Connection, run_dag) -> None:
     snapshots = []
     for _ in range(2):
-        for dag_id, conf in (("build_features_topic_daily", {"FEATURES_LOOKBACK_DAYS": 14}), ("build_weekly_kpi", {"KPI_LOOKBACK_WEEKS": 2})):
+        for dag_id, conf in (
+            ("build_features_topic_daily", {"FEATURES_LOOKBACK_DAYS": 14}),
+            ("build_weekly_kpi", {"KPI_LOOKBACK_WEEKS": 2}),
+        ):
             result = run_dag(dag_id, conf=conf)
             assert result.succeeded, result.output[-3000:]
         snapshots.append(

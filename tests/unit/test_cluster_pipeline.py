@@ -7,6 +7,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+
 from learning_analytics.pipelines.cluster import (
     AVERAGE_PROFILE,
     FEATURE_NAMES,

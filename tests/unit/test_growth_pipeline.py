@@ -57,9 +57,7 @@ def test_chunks_bound_keys_keep_each_key_whole_and_are_deterministic() -> None:
 
 
 def test_column_tables_round_trip_with_nulls_and_dates() -> None:
-    frame = pd.DataFrame(
-        {"user_id": [1, 2], "y": [0.5, np.nan], "ds": pd.to_datetime(["2026-11-02", "2026-11-09"])}
-    )
+    frame = pd.DataFrame({"user_id": [1, 2], "y": [0.5, np.nan], "ds": pd.to_datetime(["2026-11-02", "2026-11-09"])})
     table = column_table(frame)
     assert table == {"user_id": [1, 2], "y": [0.5, None], "ds": ["2026-11-02", "2026-11-09"]}
     assert frame_from_columns({"user_id": 7, "p_goal": 0.4}).to_dict("records") == [{"user_id": 7, "p_goal": 0.4}]

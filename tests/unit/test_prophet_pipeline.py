@@ -10,12 +10,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
+from learning_analytics.kpi import KpiNotReadyError
 from learning_analytics.pipeline import RunContext
 from learning_analytics.pipelines.prophet import (
     ANOMALY_COLUMNS,
     FIT_META_COLUMNS,
     FORECAST_COLUMNS,
-    KpiNotReadyError,
     ProphetPipeline,
     anomaly_rows,
     fit_meta_rows,
@@ -218,7 +219,7 @@ class FakeWarehouse:
 
     def query_frame(self, relative_path: str, params: dict[str, Any]) -> pd.DataFrame:
         self.queries.append((relative_path, params))
-        if relative_path == "prophet/kpi_readiness.sql":
+        if relative_path == "kpi/readiness.sql":
             return pd.DataFrame([self.readiness])
         return self.series
 

@@ -49,7 +49,13 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedService]]:
     thread.start()
     ScriptedService.script, ScriptedService.seen = [], []
     # A login on the connection must not turn into Basic auth.
-    connection = {"conn_type": "http", "host": "127.0.0.1", "port": server.server_port, "login": "ignored", "password": TOKEN}
+    connection = {
+        "conn_type": "http",
+        "host": "127.0.0.1",
+        "port": server.server_port,
+        "login": "ignored",
+        "password": TOKEN,
+    }
     monkeypatch.setenv("AIRFLOW_CONN_FAKE_R", json.dumps(connection))
     yield ScriptedService
     server.shutdown()
@@ -94,7 +100,9 @@ def test_unreachable_service_raises_connection_error_after_retries(monkeypatch: 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setenv("AIRFLOW_CONN_FAKE_R", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port, "password": TOKEN}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FAKE_R", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port, "password": TOKEN})
+    )
     with pytest.raises(requests.ConnectionError):
         make_hook(max_attempts=2).call("growth/fit", {})
 

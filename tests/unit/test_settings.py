@@ -32,7 +32,9 @@ def test_defaults_are_the_specs(settings_cls) -> None:
 
 
 def test_environment_overrides_defaults_with_types() -> None:
-    settings = GrowthSettings.from_env({"LOOKBACK_WEEKS": "12", "METRICS_USE_BAYESIAN": "true", "BRMS_FAMILY": "binomial"})
+    settings = GrowthSettings.from_env(
+        {"LOOKBACK_WEEKS": "12", "METRICS_USE_BAYESIAN": "true", "BRMS_FAMILY": "binomial"}
+    )
     assert settings.lookback_weeks == 12
     assert settings.metrics_use_bayesian is True
     assert settings.family == "binomial"

@@ -7,6 +7,7 @@ from datetime import date
 
 import pandas as pd
 import pytest
+
 from learning_analytics.pipeline import RunContext
 from learning_analytics.pipelines.survival import (
     COVARIATES,

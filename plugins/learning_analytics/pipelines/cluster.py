@@ -12,7 +12,8 @@ Who is clustered (:func:`select_students`): students with attempts in at least
 :data:`MIN_ACTIVE_WEEKS_FLOOR`). With fewer, the accuracy trend of a handful of noisy
 weeks dominates the distances: on the synthetic learners a 3- or 4-week minimum
 sometimes let a few such students form a segment of their own (k = 5 instead of the
-true 4); half the window (6 of 12 weeks) never did in 8 runs (4 data seeds x 2 dates). Students lacking a feature (their days are missing from
+true 4); half the window (6 of 12 weeks) never did in 8 runs (4 data seeds x 2 dates). Students lacking a
+feature (their days are missing from
 ``features_topic_daily``) are left out and counted; a feature with a single value
 over everyone is dropped (it cannot separate anyone, and the service rejects it).
 All students are fitted together in one shard: segments are relative to the whole

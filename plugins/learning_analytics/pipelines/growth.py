@@ -27,7 +27,14 @@ from typing import Any
 
 import pandas as pd
 
-from learning_analytics.pipeline import Extracted, ModelPipeline, RunContext, chunk_by_key, column_table, frame_from_columns
+from learning_analytics.pipeline import (
+    Extracted,
+    ModelPipeline,
+    RunContext,
+    chunk_by_key,
+    column_table,
+    frame_from_columns,
+)
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import GrowthSettings
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
@@ -193,7 +200,9 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
         window, settings = run.window, run.settings
         key = {"run_date": window.run_date}
         meta = self._meta_row(results, extracted, run)
-        written = {"growth_brms_meta": tx.replace_partition("growth_brms_meta", pd.DataFrame([meta]), key, ["run_date"])}
+        written = {
+            "growth_brms_meta": tx.replace_partition("growth_brms_meta", pd.DataFrame([meta]), key, ["run_date"])
+        }
         users = self._user_rows(results, window.run_date)
         written["growth_brms_user"] = tx.replace_partition("growth_brms_user", users, key, ["run_date", "user_id"])
         if settings.metrics_use_bayesian and not users.empty:

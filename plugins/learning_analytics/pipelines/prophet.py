@@ -22,11 +22,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import pandas as pd
 
+from learning_analytics.kpi import require_weekly_kpi
 from learning_analytics.pipeline import (
     Extracted,
     ModelPipeline,
@@ -195,10 +196,6 @@ def run_settings(run: RunContext[ProphetSettings], results: Sequence[dict[str, A
     }
 
 
-class KpiNotReadyError(RuntimeError):
-    """``weekly_kpi`` has not (completely) been built for the window's last week."""
-
-
 class ProphetPipeline(ModelPipeline[ProphetSettings]):
     """extract weekly I_t -> fit chunks of series -> fit meta, anomalies, forecasts."""
 
@@ -217,13 +214,7 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
 
     def extract(self, warehouse: Warehouse, run: RunContext[ProphetSettings]) -> Extracted:
         window = run.window
-        readiness = warehouse.query_frame("prophet/kpi_readiness.sql", window.as_sql_params()).iloc[0]
-        if readiness["n_rows"] == 0 or readiness["n_complete_rows"] < readiness["n_rows"]:
-            raise KpiNotReadyError(
-                f"weekly_kpi is not complete for the week of {window.end - timedelta(days=7)}: "
-                f"{readiness['n_rows']} rows, {readiness['n_complete_rows']} of them built for {window.end} or later "
-                f"(latest build: {readiness['latest_built_for']}); run build_weekly_kpi for {window.end} first"
-            )
+        require_weekly_kpi(warehouse, window.end)
         series = warehouse.query_frame(
             "prophet/weekly_series.sql", {**window.as_sql_params(), "min_active_weeks": run.settings.min_active_weeks}
         )

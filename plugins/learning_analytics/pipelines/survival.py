@@ -33,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 
+from learning_analytics.kpi import require_weekly_kpi
 from learning_analytics.pipeline import (
     Extracted,
     ModelPipeline,
@@ -115,10 +116,6 @@ retried, until `build_weekly_kpi` has built it.
 `fit` log (e.g. a constant covariate on a tiny population).
 SQL: `include/sql/survival/`.
 """
-
-
-class KpiNotReadyError(RuntimeError):
-    """``weekly_kpi`` has not been built for the last complete week before the run."""
 
 
 def baseline_days(settings: SurvivalSettings) -> int:
@@ -290,17 +287,6 @@ def fit_meta_row(
     }
 
 
-def _check_kpi_ready(warehouse: Warehouse, run_date: date) -> None:
-    last_week = week_start(run_date) - timedelta(days=7)
-    readiness = warehouse.query_frame("survival/kpi_readiness.sql", {"last_week_start": last_week}).iloc[0]
-    if readiness["n_rows"] == 0 or readiness["n_complete_rows"] < readiness["n_rows"]:
-        raise KpiNotReadyError(
-            f"weekly_kpi is not complete for the week of {last_week}: {readiness['n_rows']} rows, "
-            f"{readiness['n_complete_rows']} built after the week ended (latest build: "
-            f"{readiness['latest_built_for']}); run build_weekly_kpi for {last_week + timedelta(days=7)} first"
-        )
-
-
 class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
     """extract survival observations -> Cox fit + score active students -> meta, risks, weekly_kpi.S."""
 
@@ -318,7 +304,8 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
         return daily_window(run_date, settings.lookback_days)
 
     def extract(self, warehouse: Warehouse, run: RunContext[SurvivalSettings]) -> Extracted:
-        _check_kpi_ready(warehouse, run.window.run_date)
+        # i_t_trend of the students scored now reads the last complete week.
+        require_weekly_kpi(warehouse, week_start(run.window.run_date))
         observations = warehouse.query_frame(
             "survival/churn_observations.sql",
             observation_params(run.window, run.settings),

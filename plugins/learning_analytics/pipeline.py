@@ -112,13 +112,11 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     #: Airflow connection of the model's R service.
     service_conn_id: ClassVar[str]
     tags: ClassVar[tuple[str, ...]]
+    #: Markdown shown on the DAG page of the Airflow UI.
+    doc_md: ClassVar[str]
     #: Seconds one fit request may take before the hook gives up on it.
     fit_timeout_s: ClassVar[float] = 1800.0
 
-    @property
-    @abstractmethod
-    def doc_md(self) -> str:
-        """Markdown shown on the DAG page of the Airflow UI."""
 
     @abstractmethod
     def window(self, run_date: date, settings: SettingsT) -> RunWindow:

@@ -445,9 +445,7 @@ class ClusterPipeline(ModelPipeline[ClusterSettings]):
     # k-means for 8 values of k on 100k students takes minutes, not hours.
     fit_timeout_s = 900.0
 
-    @property
-    def doc_md(self) -> str:
-        return DOC_MD
+    doc_md = DOC_MD
 
     def window(self, run_date: date, settings: ClusterSettings) -> RunWindow:
         return weekly_window(run_date, settings.lookback_weeks)

@@ -120,9 +120,7 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
     tags = ("learning-analytics", "model", "brms")
     fit_timeout_s = 1800.0
 
-    @property
-    def doc_md(self) -> str:
-        return DOC_MD
+    doc_md = DOC_MD
 
     def window(self, run_date: date, settings: GrowthSettings) -> RunWindow:
         return weekly_window(run_date, settings.lookback_weeks)

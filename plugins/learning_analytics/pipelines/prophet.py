@@ -205,9 +205,7 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
     # A 500-series chunk takes ~10-30 s on two cores; the margin covers a busy service.
     fit_timeout_s = 900.0
 
-    @property
-    def doc_md(self) -> str:
-        return DOC_MD
+    doc_md = DOC_MD
 
     def window(self, run_date: date, settings: ProphetSettings) -> RunWindow:
         return weekly_window(run_date, settings.lookback_weeks)

@@ -296,9 +296,7 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
     # A Cox fit of 10k students takes seconds; the margin covers a busy service.
     fit_timeout_s = 600.0
 
-    @property
-    def doc_md(self) -> str:
-        return DOC_MD
+    doc_md = DOC_MD
 
     def window(self, run_date: date, settings: SurvivalSettings) -> RunWindow:
         return daily_window(run_date, settings.lookback_days)

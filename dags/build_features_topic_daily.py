@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import dag, get_current_context, task
 
 from learning_analytics.kpi import build_features_topic_daily, features_window
@@ -27,7 +29,9 @@ difficulty of the questions tried. Feeds `cluster_segments`.
 
 @dag(**standard_dag_args(FeaturesSettings, tags=["learning-analytics", "metrics"], doc_md=DOC_MD))
 def build_features_topic_daily_dag() -> None:
-    @task(doc_md="Rebuilds the window's days of `features_topic_daily` in SQL.")
+    @task(
+        execution_timeout=timedelta(minutes=30), doc_md="Rebuilds the window's days of `features_topic_daily` in SQL."
+    )
     def build_features() -> int:
         context = get_current_context()
         settings = FeaturesSettings.from_params(context["params"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import dag, get_current_context, task
 
 from learning_analytics.kpi import build_weekly_kpi, kpi_window
@@ -38,7 +40,10 @@ exists (`p_source` says which). `S` is written by `fit_survival_churn` and kept.
 
 @dag(**standard_dag_args(KpiSettings, tags=["learning-analytics", "metrics"], doc_md=DOC_MD))
 def build_weekly_kpi_dag() -> None:
-    @task(doc_md="Rebuilds the window's weeks of `weekly_kpi` (activity, I_t, P) in SQL.")
+    @task(
+        execution_timeout=timedelta(minutes=30),
+        doc_md="Rebuilds the window's weeks of `weekly_kpi` (activity, I_t, P) in SQL.",
+    )
     def build_kpi() -> int:
         context = get_current_context()
         settings = KpiSettings.from_params(context["params"])

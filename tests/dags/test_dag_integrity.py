@@ -54,7 +54,7 @@ def test_dag_has_owner_tags_retries_and_docs(dagbag: DagBag, dag_id: str) -> Non
         assert task.owner == "learning-analytics", f"{dag_id}.{task.task_id}: owner {task.owner}"
         assert task.retries >= 1, f"{dag_id}.{task.task_id}: no retries"
         assert task.doc_md, f"{dag_id}.{task.task_id}: no doc_md"
-        assert task.execution_timeout is not None or dag_id.startswith("build_"), f"{dag_id}.{task.task_id}: no timeout"
+        assert task.execution_timeout is not None, f"{dag_id}.{task.task_id}: no timeout"
 
 
 @pytest.mark.parametrize("settings_cls", ALL_SETTINGS, ids=lambda cls: cls.dag_id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -20,22 +19,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from la_testing import TEST_LOGICAL_DATE, DagRunResult, require_env
+from learning_analytics import synthetic
+from learning_analytics.warehouse import apply_migrations
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
-
-from learning_analytics import synthetic  # noqa: E402
-from learning_analytics.warehouse import apply_migrations  # noqa: E402
-
-#: Logical date the integration tests run the DAGs for (a Monday), and the
-#: exclusive end of the synthetic data.
-TEST_LOGICAL_DATE = date(2026, 11, 23)
-
-
-def require_env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"{name} is not set: run the tests through scripts/test.sh, which starts the stack")
-    return value
 
 
 @pytest.fixture(scope="session")
@@ -51,18 +39,6 @@ def db(warehouse_uri: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the warehouse for setting up and checking rows."""
     with psycopg.connect(warehouse_uri, autocommit=True) as conn:
         yield conn
-
-
-def fetch_all(conn: psycopg.Connection, query: str, params: object = None) -> list[tuple]:
-    with conn.cursor() as cur:
-        cur.execute(query, params)
-        return cur.fetchall()
-
-
-def table_snapshot(conn: psycopg.Connection, table: str) -> list[tuple]:
-    """Every row of ``table`` in a stable order (for before/after comparisons)."""
-    rows = fetch_all(conn, f"SELECT * FROM {table}")  # noqa: S608 - table names are the tests' own
-    return sorted(rows, key=repr)
 
 
 @dataclass(frozen=True)
@@ -83,16 +59,6 @@ def load_synthetic(warehouse_uri: str) -> Callable[..., SyntheticWorld]:
         return SyntheticWorld(data=data, n_students=n_students, n_weeks=n_weeks, seed=seed)
 
     return load
-
-
-@dataclass(frozen=True)
-class DagRunResult:
-    returncode: int
-    output: str
-
-    @property
-    def succeeded(self) -> bool:
-        return self.returncode == 0
 
 
 @pytest.fixture(scope="session")

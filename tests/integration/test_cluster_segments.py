@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from conftest import TEST_LOGICAL_DATE, fetch_all, table_snapshot
+from la_testing import TEST_LOGICAL_DATE, fetch_all, table_snapshot
 from learning_analytics import synthetic
 from learning_analytics.kpi import build_features_topic_daily, build_weekly_kpi, features_window, kpi_window
 from learning_analytics.pipelines.cluster import min_active_weeks

@@ -10,7 +10,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import TEST_LOGICAL_DATE, fetch_all, table_snapshot
+from la_testing import TEST_LOGICAL_DATE, fetch_all, table_snapshot
 from learning_analytics.kpi import build_weekly_kpi
 from learning_analytics.settings import KpiSettings
 from learning_analytics.warehouse import Warehouse

@@ -10,7 +10,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from conftest import TEST_LOGICAL_DATE, fetch_all
+from la_testing import TEST_LOGICAL_DATE, fetch_all
 from learning_analytics.kpi import build_weekly_kpi
 from learning_analytics.paths import read_sql
 from learning_analytics.pipelines.survival import (

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import TEST_LOGICAL_DATE, DagRunResult, fetch_all, table_snapshot
+from la_testing import TEST_LOGICAL_DATE, DagRunResult, fetch_all, table_snapshot
 from learning_analytics import synthetic
 from learning_analytics.kpi import build_weekly_kpi
 from learning_analytics.settings import KpiSettings, ProphetSettings

@@ -8,7 +8,7 @@ from datetime import date
 import psycopg
 import pytest
 
-from conftest import TEST_LOGICAL_DATE, fetch_all
+from la_testing import TEST_LOGICAL_DATE, fetch_all
 from learning_analytics.kpi import build_features_topic_daily, build_weekly_kpi, features_window, kpi_window
 from learning_analytics.settings import FeaturesSettings, KpiSettings
 from learning_analytics.warehouse import Warehouse

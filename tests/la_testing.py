@@ -1,0 +1,47 @@
+"""Helpers the integration tests share (plain functions; the fixtures are in conftest.py).
+
+A module of its own rather than ``from conftest import ...``: every conftest.py is
+imported under the name ``conftest``, so that import is ambiguous across test folders.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg
+import pytest
+
+#: Logical date the integration tests run the DAGs for (a Monday), and the
+#: exclusive end of the synthetic data.
+TEST_LOGICAL_DATE = date(2026, 11, 23)
+
+
+def require_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run the tests through scripts/test.sh, which starts the stack")
+    return value
+
+
+def fetch_all(conn: psycopg.Connection, query: str, params: object = None) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def table_snapshot(conn: psycopg.Connection, table: str) -> list[tuple]:
+    """Every row of ``table`` in a stable order (for before/after comparisons)."""
+    rows = fetch_all(conn, f"SELECT * FROM {table}")
+    return sorted(rows, key=repr)
+
+
+@dataclass(frozen=True)
+class DagRunResult:
+    returncode: int
+    output: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.returncode == 0

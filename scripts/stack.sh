@@ -114,6 +114,12 @@ start_services() {
     port="${SERVICE_PORTS[$name]}"
     pidfile="$LOCAL_DIR/run/$name.pid"
     if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
+      # The auth filter runs before routing: our token gets 404 for an unknown
+      # path, another instance's token 401.
+      local status
+      status="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(service_token "$name")" \
+        "http://127.0.0.1:$port/stack-token-check")"
+      [[ "$status" == 401 ]] && die "$name on :$port was started with another token (another checkout?); stop it first (scripts/stack.sh down there)"
       log "$name: already answering on :$port"
       continue
     fi

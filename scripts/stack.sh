@@ -17,10 +17,16 @@ PG_PORT="${LA_PG_PORT:-54329}"
 DB_NAME="${LA_DB_NAME:-analytics}"
 AIRFLOW_DB_NAME="${LA_AIRFLOW_DB_NAME:-airflow}"
 SECRETS_FILE="$LOCAL_DIR/secrets.env"
-STACK_ENV="$LOCAL_DIR/stack.env"
+# The test command writes its own env file: the developer stack's stays untouched.
+STACK_ENV="${LA_STACK_ENV:-$LOCAL_DIR/stack.env}"
 
 # service name -> port; the Airflow connection id is the name without "-plumber".
-declare -A SERVICE_PORTS=([r-brms-plumber]=8101 [r-forecast-plumber]=8102 [r-cluster-plumber]=8103)
+# Ports are settings so that two checkouts can run side by side on one host.
+declare -A SERVICE_PORTS=(
+  [r-brms-plumber]="${LA_R_BRMS_PORT:-8101}"
+  [r-forecast-plumber]="${LA_R_FORECAST_PORT:-8102}"
+  [r-cluster-plumber]="${LA_R_CLUSTER_PORT:-8103}"
+)
 
 ensure_secrets() {
   mkdir -p "$LOCAL_DIR"
@@ -86,9 +92,9 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://analytics:$LA_DB_PASSWORD@127.0.0.1:$PG_PORT/$AIRFLOW_DB_NAME"
 export AIRFLOW_CONN_ANALYTICS_DB="$db_uri/$DB_NAME"
-export AIRFLOW_CONN_R_BRMS='{"conn_type": "http", "host": "127.0.0.1", "port": 8101, "schema": "http", "password": "$R_BRMS_TOKEN"}'
-export AIRFLOW_CONN_R_FORECAST='{"conn_type": "http", "host": "127.0.0.1", "port": 8102, "schema": "http", "password": "$R_FORECAST_TOKEN"}'
-export AIRFLOW_CONN_R_CLUSTER='{"conn_type": "http", "host": "127.0.0.1", "port": 8103, "schema": "http", "password": "$R_CLUSTER_TOKEN"}'
+export AIRFLOW_CONN_R_BRMS='{"conn_type": "http", "host": "127.0.0.1", "port": ${SERVICE_PORTS[r-brms-plumber]}, "schema": "http", "password": "$R_BRMS_TOKEN"}'
+export AIRFLOW_CONN_R_FORECAST='{"conn_type": "http", "host": "127.0.0.1", "port": ${SERVICE_PORTS[r-forecast-plumber]}, "schema": "http", "password": "$R_FORECAST_TOKEN"}'
+export AIRFLOW_CONN_R_CLUSTER='{"conn_type": "http", "host": "127.0.0.1", "port": ${SERVICE_PORTS[r-cluster-plumber]}, "schema": "http", "password": "$R_CLUSTER_TOKEN"}'
 export ANALYTICS_DB_URI="$db_uri/$DB_NAME"
 export LA_ADMIN_DB_URI="$db_uri/postgres"
 export LA_STAGING_BASE="file://$LOCAL_DIR/staging"
@@ -106,28 +112,55 @@ service_token() {
   esac
 }
 
+# Hash of the R code a service runs (common + the service), reported by the
+# service in /health so that a service started from older code is not reused.
+service_code_hash() {
+  (cd "$REPO_ROOT/r-services" && find common "$1" -type f \( -name '*.R' -o -name 'VERSION' \) -print0 |
+    sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
+
+# Stops the service recorded in this checkout's pidfile, if that process is still
+# one of our run-service launches (a stale pidfile's PID may be anything now).
+stop_service() {
+  local name="$1" pidfile="$LOCAL_DIR/run/$1.pid" pid
+  [[ -f "$pidfile" ]] || return 0
+  pid="$(cat "$pidfile")"
+  if [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "launch.R .* $name "; then
+    # setsid made each service its own process group: stop it with its workers.
+    kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+  rm -f "$pidfile"
+}
+
 start_services() {
   mkdir -p "$LOCAL_DIR/logs" "$LOCAL_DIR/run"
-  local name port pidfile started=()
+  local name port health code_hash started=()
   for name in "${!SERVICE_PORTS[@]}"; do
     [[ -f "$REPO_ROOT/r-services/$name/plumber.R" ]] || continue
     port="${SERVICE_PORTS[$name]}"
-    pidfile="$LOCAL_DIR/run/$name.pid"
-    if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
+    code_hash="$(service_code_hash "$name")"
+    if health="$(curl -fsS "http://127.0.0.1:$port/health" 2>/dev/null)"; then
       # The auth filter runs before routing: our token gets 404 for an unknown
       # path, another instance's token 401.
       local status
       status="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(service_token "$name")" \
         "http://127.0.0.1:$port/stack-token-check")"
-      [[ "$status" == 401 ]] && die "$name on :$port was started with another token (another checkout?); stop it first (scripts/stack.sh down there)"
-      log "$name: already answering on :$port"
-      continue
+      [[ "$status" == 401 ]] && die "$name on :$port was started with another token (another checkout?); stop it first (scripts/stack.sh down there) or set its port (LA_R_*_PORT)"
+      if [[ "$health" == *"\"code_hash\":\"$code_hash\""* ]]; then
+        log "$name: already answering on :$port with the current code"
+        continue
+      fi
+      log "$name: running on :$port with other code; restarting it"
+      stop_service "$name"
+      curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 &&
+        die "$name on :$port runs older code and was not started by this checkout; stop it first"
     fi
-    [[ -f "$pidfile" ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    stop_service "$name"
     log "$name: starting on :$port (log: $LOCAL_DIR/logs/$name.log)"
-    R_SERVICE_TOKEN="$(service_token "$name")" MODEL_DIR="$LOCAL_DIR/models/$name" \
+    R_SERVICE_TOKEN="$(service_token "$name")" MODEL_DIR="$LOCAL_DIR/models/$name" R_SERVICE_CODE_HASH="$code_hash" \
       setsid nohup "$REPO_ROOT/r-services/run-service" "$name" "$port" >>"$LOCAL_DIR/logs/$name.log" 2>&1 &
-    echo $! >"$pidfile"
+    echo $! >"$LOCAL_DIR/run/$name.pid"
     started+=("$name")
   done
   for name in "${started[@]}"; do
@@ -147,13 +180,8 @@ start_services() {
 }
 
 stop_services() {
-  local pidfile
-  for pidfile in "$LOCAL_DIR"/run/*.pid; do
-    [[ -f "$pidfile" ]] || continue
-    # setsid made each service its own process group: stop it with its workers.
-    kill -- "-$(cat "$pidfile")" 2>/dev/null || kill "$(cat "$pidfile")" 2>/dev/null || true
-    rm -f "$pidfile"
-  done
+  local name
+  for name in "${!SERVICE_PORTS[@]}"; do stop_service "$name"; done
 }
 
 migrate() {

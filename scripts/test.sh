@@ -5,11 +5,13 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bash "$REPO_ROOT/scripts/bootstrap.sh"
-# A database of its own, recreated each run, so tests never see stale rows.
-export LA_DB_NAME=analytics_test LA_AIRFLOW_DB_NAME=airflow_test LA_FRESH_DB=1
+# Databases of its own, recreated each run, so tests never see stale rows, and an
+# env file of its own, so the developer stack's .local/stack.env stays untouched.
+export LA_DB_NAME="${LA_TEST_DB_NAME:-analytics_test}" LA_AIRFLOW_DB_NAME="${LA_TEST_AIRFLOW_DB_NAME:-airflow_test}"
+export LA_FRESH_DB=1 LA_STACK_ENV="$LOCAL_DIR/test-stack.env"
 bash "$REPO_ROOT/scripts/stack.sh" up
 # shellcheck disable=SC1091
-source "$LOCAL_DIR/stack.env"
+source "$LA_STACK_ENV"
 
 status=0
 log "R: testthat suites of the services"

@@ -111,6 +111,8 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     settings_cls: ClassVar[type[ModelSettings]]
     #: Airflow connection of the model's R service.
     service_conn_id: ClassVar[str]
+    #: The service's fit endpoint, e.g. ``"growth/fit"``.
+    fit_endpoint: ClassVar[str]
     tags: ClassVar[tuple[str, ...]]
     #: Markdown shown on the DAG page of the Airflow UI.
     doc_md: ClassVar[str]
@@ -127,10 +129,20 @@ class ModelPipeline(ABC, Generic[SettingsT]):
         """Read the window (aggregating in SQL) and split it into shards."""
 
     @abstractmethod
-    def fit_shard(
-        self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[SettingsT]
+    def fit_request(self, shard: pd.DataFrame, shard_index: int, run: RunContext[SettingsT]) -> dict[str, Any]:
+        """The JSON body sent to ``fit_endpoint`` for one shard."""
+
+    @abstractmethod
+    def fit_result(
+        self,
+        service: RServiceHook,
+        fit: dict[str, Any],
+        shard: pd.DataFrame,
+        shard_index: int,
+        run: RunContext[SettingsT],
     ) -> dict[str, Any]:
-        """Fit one shard on the R service; return a JSON-able result."""
+        """What ``persist`` gets for one shard: the service's fit answer ``fit`` turned into
+        a JSON-able result (synchronous follow-up calls such as predict happen here)."""
 
     @abstractmethod
     def persist(
@@ -142,7 +154,7 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     ) -> dict[str, Any]:
         """Write the run's rows inside ``tx``; return a small summary (row counts).
 
-        ``results`` holds one ``fit_shard`` result per shard (empty when the run was
+        ``results`` holds one ``fit_result`` per shard (empty when the run was
         skipped); ``extracted`` is ``{"skip_reason": ..., "summary": ...}`` of extract.
         """
 
@@ -152,6 +164,13 @@ class ModelPipeline(ABC, Generic[SettingsT]):
         settings = self.settings_cls.from_params(context["params"])
         window = self.window(run_date_from_context(context), settings)  # type: ignore[arg-type]
         return RunContext(window=window, settings=settings, dag_id=context["dag"].dag_id, run_id=context["run_id"])  # type: ignore[arg-type]
+
+    def fit_shard(
+        self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[SettingsT]
+    ) -> dict[str, Any]:
+        """Fit one shard on the service and return its ``fit_result``."""
+        fit = service.call(self.fit_endpoint, self.fit_request(shard, shard_index, run))
+        return self.fit_result(service, fit, shard, shard_index, run)
 
     def service(self) -> RServiceHook:
         return RServiceHook(self.service_conn_id, timeout_s=self.fit_timeout_s)

@@ -250,6 +250,11 @@ def select_students(features: pd.DataFrame, min_weeks: int) -> StudentSelection:
     )
 
 
+def shard_features(students: pd.DataFrame) -> list[str]:
+    """The clustering features present in ``students`` (in :data:`FEATURE_NAMES` order)."""
+    return [name for name in FEATURE_NAMES if name in students.columns]
+
+
 def fit_payload(students: pd.DataFrame, features: Sequence[str], settings: ClusterSettings) -> dict[str, Any]:
     """The ``/cluster/fit`` request: every student's features, column-oriented."""
     data = students[["user_id", *features]].astype({name: "float64" for name in features})
@@ -441,6 +446,7 @@ class ClusterPipeline(ModelPipeline[ClusterSettings]):
 
     settings_cls = ClusterSettings
     service_conn_id = "r_cluster"
+    fit_endpoint = "cluster/fit"
     tags = ("learning-analytics", "model", "cluster")
     # k-means for 8 values of k on 100k students takes minutes, not hours.
     fit_timeout_s = 900.0
@@ -473,11 +479,18 @@ class ClusterPipeline(ModelPipeline[ClusterSettings]):
             return Extracted(skip_reason="every feature has a single value over all students", summary=summary)
         return Extracted(shards=[selection.frame], summary=summary)
 
-    def fit_shard(
-        self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[ClusterSettings]
+    def fit_request(self, shard: pd.DataFrame, shard_index: int, run: RunContext[ClusterSettings]) -> dict[str, Any]:
+        return fit_payload(shard, shard_features(shard), run.settings)
+
+    def fit_result(
+        self,
+        service: RServiceHook,
+        fit: dict[str, Any],
+        shard: pd.DataFrame,
+        shard_index: int,
+        run: RunContext[ClusterSettings],
     ) -> dict[str, Any]:
-        features = [name for name in FEATURE_NAMES if name in shard.columns]
-        answer = service.call("cluster/fit", fit_payload(shard, features, run.settings))
+        features, answer = shard_features(shard), fit
         assigned = set(map(int, answer["assignments"]["user_id"]))
         if assigned != set(map(int, shard["user_id"])):
             raise RuntimeError(

@@ -117,6 +117,7 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
 
     settings_cls = GrowthSettings
     service_conn_id = "r_brms"
+    fit_endpoint = "growth/fit"
     tags = ("learning-analytics", "model", "brms")
     fit_timeout_s = 1800.0
 
@@ -149,21 +150,26 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
         summary["n_shards"] = len(shards)
         return Extracted(shards=shards, summary=summary)
 
-    def fit_shard(
-        self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[GrowthSettings]
+    def fit_request(self, shard: pd.DataFrame, shard_index: int, run: RunContext[GrowthSettings]) -> dict[str, Any]:
+        settings = run.settings
+        return {
+            "data": column_table(shard[["user_id", "week", "accuracy", "n_attempts", "n_correct"]]),
+            "family": settings.family,
+            "iter": settings.iterations,
+            "chains": settings.chains,
+            "seed": settings.seed + shard_index,
+            "adapt_delta": settings.adapt_delta,
+        }
+
+    def fit_result(
+        self,
+        service: RServiceHook,
+        fit: dict[str, Any],
+        shard: pd.DataFrame,
+        shard_index: int,
+        run: RunContext[GrowthSettings],
     ) -> dict[str, Any]:
         settings = run.settings
-        fit = service.call(
-            "growth/fit",
-            {
-                "data": column_table(shard[["user_id", "week", "accuracy", "n_attempts", "n_correct"]]),
-                "family": settings.family,
-                "iter": settings.iterations,
-                "chains": settings.chains,
-                "seed": settings.seed + shard_index,
-                "adapt_delta": settings.adapt_delta,
-            },
-        )
         passed = shard_passes(fit["diagnostics"], settings.max_rhat)
         log.log(
             logging.INFO if passed else logging.WARNING,

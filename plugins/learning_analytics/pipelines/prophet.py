@@ -201,6 +201,7 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
 
     settings_cls = ProphetSettings
     service_conn_id = "r_forecast"
+    fit_endpoint = "prophet/fit"
     tags = ("learning-analytics", "model", "prophet")
     # A 500-series chunk takes ~10-30 s on two cores; the margin covers a busy service.
     fit_timeout_s = 900.0
@@ -228,10 +229,18 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
         summary["n_chunks"] = len(chunks)
         return Extracted(shards=chunks, summary=summary)
 
-    def fit_shard(
-        self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[ProphetSettings]
+    def fit_request(self, shard: pd.DataFrame, shard_index: int, run: RunContext[ProphetSettings]) -> dict[str, Any]:
+        return fit_payload(shard, run.settings)
+
+    def fit_result(
+        self,
+        service: RServiceHook,
+        fit: dict[str, Any],
+        shard: pd.DataFrame,
+        shard_index: int,
+        run: RunContext[ProphetSettings],
     ) -> dict[str, Any]:
-        response = service.call("prophet/fit", fit_payload(shard, run.settings))
+        response = fit
         n_failures = len((response.get("failures") or {}).get("series_id") or [])
         log.info(
             "chunk %s: %s series fitted, %s skipped or failed, %s anomalous weeks (model %s, %.1f s in R)",

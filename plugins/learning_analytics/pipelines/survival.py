@@ -292,6 +292,7 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
 
     settings_cls = SurvivalSettings
     service_conn_id = "r_forecast"
+    fit_endpoint = "survival/fit"
     tags = ("learning-analytics", "model", "survival")
     # A Cox fit of 10k students takes seconds; the margin covers a busy service.
     fit_timeout_s = 600.0
@@ -314,16 +315,19 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
             return Extracted(skip_reason=reason, summary=sizes)
         return Extracted(shards=[observations], summary=sizes)
 
-    def fit_shard(
+    def fit_request(self, shard: pd.DataFrame, shard_index: int, run: RunContext[SurvivalSettings]) -> dict[str, Any]:
+        return fit_payload(fit_rows(shard), run.settings.horizon_days)
+
+    def fit_result(
         self,
         service: RServiceHook,
+        fit: dict[str, Any],
         shard: pd.DataFrame,
         shard_index: int,
         run: RunContext[SurvivalSettings],
     ) -> dict[str, Any]:
         horizon_days = run.settings.horizon_days
         fitted, scored = fit_rows(shard), score_rows(shard)
-        fit = service.call("survival/fit", fit_payload(fitted, horizon_days))
         log.info(
             "Cox fit %s: n %s, events %s, concordance %.3f; hazard ratios %s",
             fit["model_id"],

@@ -131,6 +131,9 @@ build_service <- function(service_dir, service_name, code_env) {
         version = version,
         workers = future::nbrOfWorkers()
       )
+      # Set by scripts/stack.sh so that a service running older code is restarted.
+      code_hash <- Sys.getenv("R_SERVICE_CODE_HASH", unset = "")
+      if (nzchar(code_hash)) health$code_hash <- code_hash
       if (is.function(health_details)) utils::modifyList(health, health_details()) else health
     },
     serializer = plumber::serializer_unboxed_json()

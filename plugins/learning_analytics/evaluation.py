@@ -308,22 +308,29 @@ def evaluate_growth(
 def count_rule_flags(activity: pd.DataFrame, n_flags: int) -> set[tuple[int, date]]:
     """The count-based anomaly baseline: the ``n_flags`` most unusual student-weeks.
 
-    Each week's ``log(1 + attempts)`` is compared with the median of the student's
-    other weeks of the window, scaled by their MAD (leave-one-out, so a week never
-    hides itself); the largest absolute robust z-scores are flagged.
+    Each week's attempts are compared with the median of the student's other weeks
+    of the window, scaled by their MAD (leave-one-out, so a week never hides itself);
+    the largest absolute robust z-scores are flagged. Raw counts, not logs: on a log
+    scale every ordinary skipped week (0 attempts) would look extreme. Weeks after a
+    student's last active week are left out, and so are students with fewer than
+    three active weeks.
     """
     if n_flags <= 0 or activity.empty:
         return set()
     scored = []
     for user_id, weeks in activity.groupby("user_id"):
-        values = np.log1p(weeks["n_attempts"].to_numpy(float))
-        if len(values) < 3:
+        values = weeks["n_attempts"].to_numpy(float)
+        # Weeks after the last active one are a student who left, not anomalies.
+        active = np.flatnonzero(values > 0)
+        if len(active) < 3:
             continue
+        values = values[: active[-1] + 1]
+        weeks = weeks.iloc[: active[-1] + 1]
         for index, week in enumerate(weeks["week_start"]):
             others = np.delete(values, index)
             median = np.median(others)
             mad = 1.4826 * np.median(np.abs(others - median))
-            z = (values[index] - median) / max(mad, 0.1)
+            z = (values[index] - median) / max(mad, 1.0)
             scored.append((abs(z), int(user_id), week))
     scored.sort(key=lambda item: item[0], reverse=True)
     return {(user_id, week) for _, user_id, week in scored[:n_flags]}
@@ -580,7 +587,7 @@ def evaluate_survival(
 def activity_segments(assignments: pd.DataFrame, k: int) -> pd.Series:
     """The baseline segmentation: ``k`` equal-count groups of attempts in the window."""
     ranks = assignments["n_attempts"].rank(method="first")
-    return pd.Series(np.ceil(ranks * k / len(ranks)).astype(int), index=assignments["user_id"].to_numpy())
+    return pd.Series(np.ceil(ranks.to_numpy() * k / len(ranks)).astype(int), index=assignments["user_id"].to_numpy())
 
 
 def score_cluster_pair(

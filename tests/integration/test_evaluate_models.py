@@ -32,6 +32,8 @@ MODEL_TABLES = (
 )  # fmt: skip
 #: Small but real fits; the goal horizon is inside the 6 realized weeks.
 GROWTH_CONF = {"LOOKBACK_WEEKS": 6, "BRMS_ITER": 400, "BRMS_CHAINS": 1, "GOAL_HORIZON_WEEKS": 4}
+#: ~80 scored students: calibration bins of 5+ are judged (the default 30 needs 300).
+EVALUATION_CONF = {"EVAL_MIN_BIN_STUDENTS": 5, "EVAL_CALIBRATION_BINS": 5}
 
 
 def evaluation_rows(conn: psycopg.Connection, evaluated_for: date) -> list[tuple]:
@@ -60,7 +62,7 @@ def scenario(warehouse_uri: str, run_dag: Any) -> dict[str, Any]:
         ("cluster_segments", T, {}),
         # The future happens: its weeks of KPI are what forecasts are scored on.
         ("build_weekly_kpi", E, {"KPI_LOOKBACK_WEEKS": FUTURE_WEEKS}),
-        ("evaluate_models", E, {}),
+        ("evaluate_models", E, EVALUATION_CONF),
     ]
     for dag_id, logical_date, conf in runs:
         result = run_dag(dag_id, logical_date=logical_date, conf=conf)
@@ -77,7 +79,9 @@ def by_metric(rows: list[tuple], model: str) -> dict[tuple[str, str], tuple]:
 def test_every_model_is_scored_beside_a_baseline(scenario: dict[str, Any]) -> None:
     rows = scenario["rows"]
     assert {row[0] for row in rows} == {"growth", "prophet", "survival", "cluster"}
-    assert {row[1] for row in rows} == {T}  # the only run of each model in the window
+    # The runs of the window: each model's run at T, and cluster's earlier run too.
+    assert {row[1] for row in rows if row[0] != "cluster"} == {T}
+    assert {row[1] for row in rows if row[0] == "cluster"} == {T - timedelta(weeks=2), T}
     growth = by_metric(rows, "growth")
     for metric in ("brier", "log_loss", "auc", "calibration_max_error"):
         row = growth[("target_week", metric)]
@@ -132,7 +136,7 @@ def test_rerun_replaces_by_value(scenario: dict[str, Any], db: psycopg.Connectio
         (E,),
     )
     other_dates = table_snapshot_other_dates(db)
-    result = run_dag("evaluate_models", logical_date=E)
+    result = run_dag("evaluate_models", logical_date=E, conf=EVALUATION_CONF)
     assert result.succeeded, result.output[-4000:]
     assert evaluation_rows(db, E) == scenario["rows"]
     assert table_snapshot_other_dates(db) == other_dates
@@ -145,9 +149,10 @@ def table_snapshot_other_dates(db: psycopg.Connection) -> list[tuple]:
 def test_a_date_without_closed_outcome_windows_writes_nothing(
     scenario: dict[str, Any], db: psycopg.Connection, run_dag: Any
 ) -> None:
-    # At T itself no model run is older than T: nothing has had time to happen.
-    result = run_dag("evaluate_models", logical_date=T)
+    # On the day of the earliest model run, no run is older: nothing has happened yet.
+    earliest = T - timedelta(weeks=2)
+    result = run_dag("evaluate_models", logical_date=earliest)
     assert result.succeeded, result.output[-4000:]
-    assert evaluation_rows(db, T) == []
+    assert evaluation_rows(db, earliest) == []
     assert "no run with a closed outcome window" in result.output
     assert "nothing written" in result.output

@@ -60,7 +60,7 @@ def test_idle_rate_table_pools_rare_values() -> None:
 def test_count_rule_flags_the_most_unusual_weeks() -> None:
     weeks = [date(2026, 9, 7) + timedelta(weeks=k) for k in range(8)]
     steady = [20, 22, 19, 21, 20, 23, 18, 21]
-    spiky = [10, 11, 9, 80, 10, 12, 1, 10]
+    spiky = [10, 11, 9, 80, 10, 12, 30, 10]
     activity = pd.DataFrame(
         {"user_id": [1] * 8 + [2] * 8, "week_start": weeks * 2, "n_attempts": steady + spiky},
     )

@@ -18,7 +18,7 @@ fit_body <- function(...) {
   )
 }
 
-post_fit <- function(body) http_post(cluster_service, "/cluster/fit", body)
+post_fit <- function(body) http_fit(cluster_service, "/cluster/fit", body)
 
 test_that("/health is open, model endpoints need the bearer token", {
   health <- http_get(cluster_service, "/health", token = NULL)

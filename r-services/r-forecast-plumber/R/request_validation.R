@@ -14,7 +14,6 @@ require_positive <- function(body, name, default) {
 
 validate_prophet_fit_request <- function(body, settings = prophet_settings()) {
   series <- validate_table(body$series, "series", required = c("series_id", "ds", "y"))
-  check_unique_rows(series, c("series_id", "ds"), "series")
   list(
     series = list(
       series_id = check_id_column(series, "series_id", "series"),

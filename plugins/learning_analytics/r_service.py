@@ -45,7 +45,9 @@ class BearerTokenAuth(AuthBase):
 class RServiceError(Exception):
     """The R service answered with an error status."""
 
-    def __init__(self, service: str, endpoint: str, status: int, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, service: str, endpoint: str, status: int, message: str, retry_after_s: float | None = None
+    ) -> None:
         self.service = service
         self.endpoint = endpoint
         self.status = status

@@ -9,6 +9,7 @@ from datetime import date
 import psycopg
 
 from learning_analytics.paths import read_sql
+from learning_analytics.warehouse import add_dsn_argument, dsn_from_args
 
 
 def summary_lines(dsn: str, run_date: date) -> list[str]:
@@ -22,11 +23,12 @@ def summary_lines(dsn: str, run_date: date) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dsn", required=True, help="libpq URI of the warehouse")
+    add_dsn_argument(parser)
     parser.add_argument("--run-date", type=date.fromisoformat, required=True)
     args = parser.parse_args(argv)
+    dsn = dsn_from_args(parser, args)
     print(f"What the DAG runs for {args.run_date} wrote:")
-    print("\n".join(summary_lines(args.dsn, args.run_date)))
+    print("\n".join(summary_lines(dsn, args.run_date)))
 
 
 if __name__ == "__main__":

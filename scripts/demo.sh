@@ -17,7 +17,7 @@ cd "$REPO_ROOT"
 
 log "loading $STUDENTS synthetic students x $WEEKS weeks ending $LOGICAL_DATE"
 python -m learning_analytics.synthetic --students "$STUDENTS" --weeks "$WEEKS" --seed 42 \
-  --end-date "$LOGICAL_DATE" --dsn "$ANALYTICS_DB_URI"
+  --end-date "$LOGICAL_DATE"
 
 # The metrics job first (over the whole synthetic history, as a backfill would),
 # then the models in their scheduled order.
@@ -35,5 +35,5 @@ for dag_id in fit_bayesian_growth forecast_prophet fit_survival_churn cluster_se
   [[ -f "dags/$dag_id.py" ]] && run_dag "$dag_id" '{}'
 done
 
-python -m learning_analytics.report --dsn "$ANALYTICS_DB_URI" --run-date "$LOGICAL_DATE"
+python -m learning_analytics.report --run-date "$LOGICAL_DATE"
 log "demo: done. Open the UI with: bash scripts/ui.sh"

@@ -117,7 +117,7 @@ service_token() {
 # Hash of the R code a service runs (common + the service), reported by the
 # service in /health so that a service started from older code is not reused.
 service_code_hash() {
-  (cd "$REPO_ROOT/r-services" && find common "$1" -type f \( -name '*.R' -o -name 'VERSION' \) -print0 |
+  (cd "$REPO_ROOT/r-services" && find common "$1" -type f \( -name '*.R' -o -name 'VERSION' -o -name 'schemas.json' \) -print0 |
     sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 }
 

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -101,6 +102,12 @@ def _limits_named(what: str) -> Iterator[None]:
         ) from err
 
 
+def _first_write(text: str) -> str:
+    """``UPDATE weekly_kpi`` for a SQL text whose first write updates weekly_kpi."""
+    match = re.search(r"\b(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+([\w.]+)", text, re.IGNORECASE)
+    return f"{' '.join(match.group(1).upper().split())} {match.group(2)}" if match else "read"
+
+
 def _describe(conn: psycopg.Connection, statement: str | sql.Composable) -> str:
     text = statement.as_string(conn) if isinstance(statement, sql.Composable) else statement
     return " ".join(text.split())[:120]
@@ -152,7 +159,8 @@ class WarehouseTransaction:
     def execute_file(self, relative_path: str, params: Mapping[str, Any] | None = None) -> int:
         """Run the SQL in ``include/sql/<relative_path>`` with named ``params``."""
         started = time.monotonic()
-        rowcount = self.execute(read_sql(relative_path), params, what=relative_path)
+        text = read_sql(relative_path)
+        rowcount = self.execute(text, params, what=f"{relative_path} ({_first_write(text)})")
         log.info("%s: %s rows in %.2f s", relative_path, rowcount, time.monotonic() - started)
         return rowcount
 

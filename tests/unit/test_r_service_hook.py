@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-
 from airflow.sdk.exceptions import AirflowFailException
 
 from learning_analytics.r_service import RServiceHook, RServiceRequestError, RServiceUnavailableError, idempotency_key

@@ -34,11 +34,18 @@ schema_ref <- function(name) list(`$ref` = paste0("#/components/schemas/", name)
 
 json_content <- function(name) list(`application/json` = list(schema = schema_ref(name)))
 
-json_response <- function(description, name, headers = NULL) {
+json_response <- function(description, name, headers = NULL, links = NULL) {
   response <- list(description = description, content = json_content(name))
   if (!is.null(headers)) response$headers <- headers
+  if (!is.null(links)) response$links <- links
   response
 }
+
+# The accepted job leads to its status (lets a fuzzer poll real jobs).
+job_links <- list(
+  getJob = list(operationId = "getJob", parameters = list(job_id = "$response.body#/job_id")),
+  cancelJob = list(operationId = "cancelJob", parameters = list(job_id = "$response.body#/job_id"))
+)
 
 error_response <- function(description, headers = NULL) json_response(description, "Error", headers)
 
@@ -74,8 +81,8 @@ endpoint_operation <- function(spec) {
     ))
     operation$responses <- c(
       list(
-        `200` = json_response("the job already submitted with this Idempotency-Key", "JobAccepted", location_header),
-        `202` = json_response("accepted; poll Location", "JobAccepted", location_header)
+        `200` = json_response("the job already submitted with this Idempotency-Key", "JobAccepted", location_header, job_links),
+        `202` = json_response("accepted; poll Location", "JobAccepted", location_header, job_links)
       ),
       common_errors(),
       list(
@@ -120,9 +127,10 @@ contract_paths <- function(contracts) {
       ))
     )),
     `/jobs/{job_id}` = list(
-      get = list(summary = "status, progress and (once succeeded) the result of a fit job",
+      get = list(operationId = "getJob", summary = "status, progress and (once succeeded) the result of a fit job",
                  parameters = job_id_parameter, responses = job_responses),
-      delete = list(summary = "cancel a fit job", parameters = job_id_parameter, responses = job_responses)
+      delete = list(operationId = "cancelJob", summary = "cancel a fit job",
+                    parameters = job_id_parameter, responses = job_responses)
     )
   )
   for (path in names(contracts$endpoints)) {

@@ -33,7 +33,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
 import pandas as pd
-import requests
 from airflow.sdk import PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.definitions.dag import DAG
 
@@ -197,28 +196,31 @@ class ModelPipeline(ABC, Generic[SettingsT]):
         key_parts: tuple[str, str, str, int],
     ) -> dict[str, Any] | None:
         """One poke of the fit task: submit-or-reattach, then the ``fit_result`` once the job
-        has succeeded (``None`` while it runs, or while the service is busy or unreachable).
+        has succeeded (``None`` while it runs, while the service says it is busy (429/503)
+        or after a job lost its worker: the next poke submits it again).
 
         :raises RServiceRequestError: the job failed on its input or a service bug (fails
             the task without retries).
+        :raises requests.ConnectionError: the service stayed unreachable through the hook's
+            attempts (the task fails and is retried; its retry re-attaches to the job).
         """
         request = self.fit_request(shard, shard_index, run)
         key = idempotency_key(*key_parts, request)
         try:
             job = service.submit(self.fit_endpoint, request, idempotency_key=key)
             fit = service.job_result(service.job(job["job_id"]), self.fit_endpoint)
-        except (RServiceUnavailableError, requests.ConnectionError, requests.Timeout) as err:
-            log.warning("shard %s: service busy or unreachable (%s); polling again later", shard_index, err)
+        except RServiceUnavailableError as err:
+            log.warning("shard %s: %s; polling again later", shard_index, err)
             return None
         if fit is None:
             log.info("shard %s: job %s is %s", shard_index, job["job_id"], job["status"])
             return None
         return self.fit_result(service, fit, shard, shard_index, run)
 
-    def service(self, max_attempts: int = 4) -> RServiceHook:
+    def service(self) -> RServiceHook:
         # Submits and polls answer at once; the timeout bounds the synchronous
         # follow-up calls of fit_result (e.g. predict).
-        return RServiceHook(self.service_conn_id, timeout_s=600.0, max_attempts=max_attempts)
+        return RServiceHook(self.service_conn_id, timeout_s=600.0)
 
 
 def column_table(frame: pd.DataFrame) -> dict[str, list[Any]]:
@@ -309,9 +311,8 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             run = pipeline.run_context(context)
             ti = context["ti"]
             shard = read_frame(shard_uri)
-            # Few in-call attempts: a busy service is polled again at the next poke.
             result = pipeline.poll_fit(
-                pipeline.service(max_attempts=2),
+                pipeline.service(),
                 shard,
                 shard_index,
                 run,

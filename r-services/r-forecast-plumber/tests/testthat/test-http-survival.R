@@ -72,6 +72,16 @@ test_that("bad survival inputs are 400s naming the problem", {
   duplicated_user <- churn_body()
   duplicated_user$data$user_id[2] <- 1L
   expect_http_error(post_fit(duplicated_user), 400L, "data.user_id: values must be unique")
+  overflow <- http_post(forecast_service, "/survival/fit", raw_body = paste0(
+    '{"data": {"user_id": [1, 2, 3], "time": [1, 2, 3], "event": [1, 0, 1], "x": [0.1, 1e400, 0.3]},',
+    ' "covariates": ["x"]}'
+  ))
+  expect_http_error(overflow, 400L, "data.x: values must be finite numbers within +-1e+12 (row 2 is Inf)")
+  boolean_time <- http_post(forecast_service, "/survival/fit", raw_body = paste0(
+    '{"data": {"user_id": [1, 2, 3], "time": [true, false, true], "event": [1, 0, 1], "x": [0.1, 0.2, 0.3]},',
+    ' "covariates": ["x"]}'
+  ))
+  expect_http_error(boolean_time, 400L, "data.time: values must be numbers, not booleans (row 1 is true)")
 
   fitted <- http_fit(forecast_service, "/survival/fit", churn_body())$json
   post_predict <- function(body) http_post(forecast_service, "/survival/predict", body)

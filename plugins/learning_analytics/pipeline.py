@@ -126,7 +126,8 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     tags: ClassVar[tuple[str, ...]]
     #: Markdown shown on the DAG page of the Airflow UI.
     doc_md: ClassVar[str]
-    #: Seconds one fit request may take before the hook gives up on it.
+    #: Seconds a fit job may take: ``fit_shard`` waits this long, the fit task's sensor
+    #: gives up after twice this (counted from its first poke, across reschedules).
     fit_timeout_s: ClassVar[float] = 1800.0
 
     @abstractmethod

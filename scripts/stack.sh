@@ -100,6 +100,8 @@ export LA_ADMIN_DB_URI="$db_uri/postgres"
 export LA_STAGING_BASE="file://$LOCAL_DIR/staging"
 # Local runs retry failed tasks after seconds, not the production minutes.
 export LA_RETRY_DELAY_SECONDS="\${LA_RETRY_DELAY_SECONDS:-10}"
+# Fit tasks poll their R-service job every few seconds locally (production: 30 s).
+export LA_FIT_POKE_INTERVAL_S="\${LA_FIT_POKE_INTERVAL_S:-3}"
 export R_BRMS_TOKEN="$R_BRMS_TOKEN" R_FORECAST_TOKEN="$R_FORECAST_TOKEN" R_CLUSTER_TOKEN="$R_CLUSTER_TOKEN"
 ENV
 }
@@ -115,7 +117,7 @@ service_token() {
 # Hash of the R code a service runs (common + the service), reported by the
 # service in /health so that a service started from older code is not reused.
 service_code_hash() {
-  (cd "$REPO_ROOT/r-services" && find common "$1" -type f \( -name '*.R' -o -name 'VERSION' \) -print0 |
+  (cd "$REPO_ROOT/r-services" && find common "$1" -type f \( -name '*.R' -o -name 'VERSION' -o -name 'schemas.json' \) -print0 |
     sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 }
 
@@ -192,7 +194,8 @@ migrate() {
     tail -n 40 "$LOCAL_DIR/logs/airflow-db-migrate.log" >&2
     die "airflow db migrate failed"
   }
-  python -m learning_analytics.warehouse migrate --dsn "$ANALYTICS_DB_URI"
+  # The DSN (with its password) comes from ANALYTICS_DB_URI, never the command line.
+  python -m learning_analytics.warehouse migrate
   log "airflow: parsing dags/ into the metadata database"
   airflow dags reserialize >"$LOCAL_DIR/logs/airflow-reserialize.log" 2>&1 || {
     tail -n 40 "$LOCAL_DIR/logs/airflow-reserialize.log" >&2

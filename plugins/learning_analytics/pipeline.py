@@ -8,9 +8,14 @@ call its R service, what to write); :func:`build_model_dag` turns it into a DAG:
     into shards of bounded size and stages each shard as a Parquet file. It returns
     only the shard URIs (or the reason the run has too little data to fit).
 ``fit`` (mapped, one task instance per shard)
-    sends one shard to the R service through :class:`RServiceHook` and stages the
-    answer as JSON. More Airflow workers and more service replicas fit more shards
-    at once; a failed shard is retried alone.
+    submits one shard to the R service as a fit job (:class:`RServiceHook`) and waits
+    for it as a reschedule-mode sensor: between pokes the task holds no worker slot.
+    Every poke re-submits under the same Idempotency-Key
+    (``dag_id/run_id/task_id/map_index/<body digest>``), which re-attaches to the
+    shard's job, so neither a poke nor a task retry ever starts a second fit; only a
+    job that lost its worker (service restarted) is replaced by a new attempt. The
+    finished fit goes through ``fit_result`` and is staged as JSON. More service
+    replicas fit more shards at once; a failed shard is retried alone.
 ``persist``
     reads every shard's answer and writes all of the run's rows in ONE transaction,
     replacing whatever an earlier run of the same logical date wrote.
@@ -21,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,11 +33,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
 import pandas as pd
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.definitions.dag import DAG
 
 from learning_analytics.k8s import FIT_EXECUTOR_CONFIG, WAREHOUSE_EXECUTOR_CONFIG
-from learning_analytics.r_service import RServiceHook
+from learning_analytics.r_service import RServiceHook, RServiceUnavailableError, idempotency_key
 from learning_analytics.settings import ModelSettings
 from learning_analytics.staging import RunStaging, read_frame, read_json
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction
@@ -50,11 +54,17 @@ EXTRACT_OUTCOME_KEY = "extract_outcome"
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def fit_poke_interval_s() -> float:
+    """Seconds between two polls of a fit job (``LA_FIT_POKE_INTERVAL_S``, default 30)."""
+    return float(os.environ.get("LA_FIT_POKE_INTERVAL_S", "30"))
+
+
 def default_task_args() -> dict[str, Any]:
     """Retries for every task; ``LA_TASK_RETRIES`` / ``LA_RETRY_DELAY_SECONDS`` override.
 
-    Retries cover a service restart or a database failover; the R-service hook also
-    retries connection errors, 429 and 5xx within one try.
+    Retries cover a database failover or a service that stays unreachable; the
+    R-service hook also retries connection errors, 429, 502, 503 and 504 within one
+    try. Bad input (4xx) and service bugs (500) fail at once, without retries.
     """
     return {
         "owner": OWNER,
@@ -116,7 +126,8 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     tags: ClassVar[tuple[str, ...]]
     #: Markdown shown on the DAG page of the Airflow UI.
     doc_md: ClassVar[str]
-    #: Seconds one fit request may take before the hook gives up on it.
+    #: Seconds a fit job may take: ``fit_shard`` waits this long, the fit task's sensor
+    #: gives up after twice this (counted from its first poke, across reschedules).
     fit_timeout_s: ClassVar[float] = 1800.0
 
     @abstractmethod
@@ -167,12 +178,50 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     def fit_shard(
         self, service: RServiceHook, shard: pd.DataFrame, shard_index: int, run: RunContext[SettingsT]
     ) -> dict[str, Any]:
-        """Fit one shard on the service and return its ``fit_result``."""
-        fit = service.call(self.fit_endpoint, self.fit_request(shard, shard_index, run))
+        """Fit one shard on the service, waiting for its job, and return its ``fit_result``.
+
+        Blocks the caller (benchmarks use it; the DAG's fit task polls instead). The key
+        names the run and shard, so calling again after a timeout re-attaches to the job.
+        """
+        request = self.fit_request(shard, shard_index, run)
+        key = idempotency_key(run.dag_id, run.run_id, "fit_shard", shard_index, request)
+        fit = service.fit(self.fit_endpoint, request, idempotency_key=key, timeout_s=self.fit_timeout_s)
+        return self.fit_result(service, fit, shard, shard_index, run)
+
+    def poll_fit(
+        self,
+        service: RServiceHook,
+        shard: pd.DataFrame,
+        shard_index: int,
+        run: RunContext[SettingsT],
+        key_parts: tuple[str, str, str, int],
+    ) -> dict[str, Any] | None:
+        """One poke of the fit task: submit-or-reattach, then the ``fit_result`` once the job
+        has succeeded (``None`` while it runs, while the service says it is busy (429/503)
+        or after a job lost its worker: the next poke submits it again).
+
+        :raises RServiceRequestError: the job failed on its input or a service bug (fails
+            the task without retries).
+        :raises requests.ConnectionError: the service stayed unreachable through the hook's
+            attempts (the task fails and is retried; its retry re-attaches to the job).
+        """
+        request = self.fit_request(shard, shard_index, run)
+        key = idempotency_key(*key_parts, request)
+        try:
+            job = service.submit(self.fit_endpoint, request, idempotency_key=key)
+            fit = service.job_result(service.job(job["job_id"]), self.fit_endpoint)
+        except RServiceUnavailableError as err:
+            log.warning("shard %s: %s; polling again later", shard_index, err)
+            return None
+        if fit is None:
+            log.info("shard %s: job %s is %s", shard_index, job["job_id"], job["status"])
+            return None
         return self.fit_result(service, fit, shard, shard_index, run)
 
     def service(self) -> RServiceHook:
-        return RServiceHook(self.service_conn_id, timeout_s=self.fit_timeout_s)
+        # Submits and polls answer at once; the timeout bounds the synchronous
+        # follow-up calls of fit_result (e.g. predict).
+        return RServiceHook(self.service_conn_id, timeout_s=600.0)
 
 
 def column_table(frame: pd.DataFrame) -> dict[str, list[Any]]:
@@ -247,21 +296,35 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             )
             return shards
 
-        @task(
-            execution_timeout=timedelta(seconds=pipeline.fit_timeout_s * 2),
+        @task.sensor(
+            mode="reschedule",
+            poke_interval=fit_poke_interval_s(),
+            timeout=pipeline.fit_timeout_s * 2,
+            execution_timeout=timedelta(minutes=20),
             executor_config=FIT_EXECUTOR_CONFIG,
-            doc_md="Fits one shard on the model's R service (bearer token from the connection, "
-            "retries on connection errors, 429 and 5xx) and stages the answer.",
+            doc_md="Submits one shard to the model's R service as a fit job and polls it in "
+            "reschedule mode (no worker slot held between polls). The Idempotency-Key "
+            "re-attaches every poke and retry to the same job; a 4xx or a service error "
+            "fails the task at once with the service's message. Stages the result.",
         )
-        def fit(shard_uri: str, shard_index: int) -> str:
+        def fit(shard_uri: str, shard_index: int) -> PokeReturnValue:
             context = get_current_context()
             run = pipeline.run_context(context)
+            ti = context["ti"]
             shard = read_frame(shard_uri)
-            started = time.monotonic()
-            log.info("shard %s: %s rows", shard_index, len(shard))
-            result = pipeline.fit_shard(pipeline.service(), shard, shard_index, run)
-            log.info("shard %s: fitted in %.1f s", shard_index, time.monotonic() - started)
-            return RunStaging(run.dag_id, run.run_id).write_json(f"fit-{shard_index:04d}", result)
+            result = pipeline.poll_fit(
+                pipeline.service(),
+                shard,
+                shard_index,
+                run,
+                (ti.dag_id, ti.run_id, ti.task_id, ti.map_index),
+            )
+            if result is None:
+                return PokeReturnValue(is_done=False)
+            log.info("shard %s (%s rows): fitted", shard_index, len(shard))
+            return PokeReturnValue(
+                is_done=True, xcom_value=RunStaging(run.dag_id, run.run_id).write_json(f"fit-{shard_index:04d}", result)
+            )
 
         @task(
             trigger_rule="none_failed",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from datetime import date
 
@@ -11,6 +10,7 @@ import psycopg
 
 from learning_analytics.evaluation import verdict
 from learning_analytics.paths import read_sql
+from learning_analytics.warehouse import add_dsn_argument, dsn_from_args
 
 
 def summary_lines(dsn: str, run_date: date) -> list[str]:
@@ -44,11 +44,7 @@ def scoreboard_lines(dsn: str, evaluated_for: date) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--dsn",
-        default=os.environ.get("ANALYTICS_DB_URI"),
-        help="libpq URI of the warehouse (default: $ANALYTICS_DB_URI)",
-    )
+    add_dsn_argument(parser)
     parser.add_argument("--run-date", type=date.fromisoformat, required=True)
     parser.add_argument(
         "--scoreboard-date",
@@ -56,14 +52,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="also print the scoreboard evaluate_models wrote for this date",
     )
     args = parser.parse_args(argv)
-    if not args.dsn:
-        parser.error("--dsn is required when ANALYTICS_DB_URI is not set")
+    dsn = dsn_from_args(parser, args)
     print(f"What the DAG runs for {args.run_date} wrote:")
-    print("\n".join(summary_lines(args.dsn, args.run_date)))
+    print("
+".join(summary_lines(dsn, args.run_date)))
     if args.scoreboard_date:
-        lines = scoreboard_lines(args.dsn, args.scoreboard_date)
+        lines = scoreboard_lines(dsn, args.scoreboard_date)
         print(f"Scoreboard (evaluate_models {args.scoreboard_date}; model vs baseline, verdict):")
-        print("\n".join(lines) if lines else "  nothing scored: no model run had a closed outcome window")
+        print("
+".join(lines) if lines else "  nothing scored: no model run had a closed outcome window")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -622,6 +621,8 @@ def load(conn_or_uri: psycopg.Connection | str, data: SyntheticData) -> LoadSumm
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: generate and load one synthetic data set, print a one-line summary."""
+    from learning_analytics.warehouse import add_dsn_argument, dsn_from_args
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=500, help="number of students (default 500)")
     parser.add_argument("--weeks", type=int, default=16, help="number of simulated weeks (default 16)")
@@ -632,14 +633,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_END_DATE,
         help=f"exclusive end, a Monday (default {DEFAULT_END_DATE.isoformat()})",
     )
-    parser.add_argument(
-        "--dsn",
-        default=os.environ.get("ANALYTICS_DB_URI"),
-        help="libpq URI of the warehouse (default: $ANALYTICS_DB_URI)",
-    )
+    add_dsn_argument(parser)
     args = parser.parse_args(argv)
-    if not args.dsn:
-        parser.error("--dsn is required when ANALYTICS_DB_URI is not set")
+    dsn = dsn_from_args(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         generate_started = time.monotonic()
@@ -647,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         generate_s = time.monotonic() - generate_started
     except ValueError as err:
         parser.error(str(err))
-    summary = load(args.dsn, data)
+    summary = load(dsn, data)
     churned = int(data.truth_student["churned_on"].notna().sum())
     print(
         f"synthetic data: {args.students} students x {args.weeks} weeks "

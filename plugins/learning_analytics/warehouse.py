@@ -11,6 +11,12 @@ rerun of the same logical date replaces instead of duplicating:
 
 COPY + upsert was measured 2.4x faster than ``insert_rows(replace=True)`` on 50k rows,
 and, unlike ``insert_rows``, stores pandas NaN/NaT as NULL.
+
+Every connection waits at most ``LA_DB_LOCK_TIMEOUT_S`` for a lock and runs a
+statement at most ``LA_DB_STATEMENT_TIMEOUT_S``: a persist blocked by another
+transaction fails fast with :class:`WarehouseTimeoutError` (naming the statement;
+retryable, nothing written) instead of waiting out the task timeout while holding
+its own locks.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import hashlib
 import json
 import logging
 import math
+import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from typing import Any
 
@@ -39,6 +47,70 @@ ANALYTICS_CONN_ID = "analytics_db"
 
 # Serialises concurrent migration runs (e.g. two containers starting at once).
 _MIGRATION_LOCK_ID = 727_001
+
+
+def _seconds_setting(name: str, default: float) -> float:
+    text = os.environ.get(name, "")
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {text!r}") from None
+    if not 0 < value <= 86_400:
+        raise ValueError(f"{name} must be within (0, 86400] seconds, got {value}")
+    return value
+
+
+def lock_timeout_s() -> float:
+    """``LA_DB_LOCK_TIMEOUT_S`` (default 30): longest wait for a lock (PostgreSQL ``lock_timeout``)."""
+    return _seconds_setting("LA_DB_LOCK_TIMEOUT_S", 30.0)
+
+
+def statement_timeout_s() -> float:
+    """``LA_DB_STATEMENT_TIMEOUT_S`` (default 900): longest statement (``statement_timeout``)."""
+    return _seconds_setting("LA_DB_STATEMENT_TIMEOUT_S", 900.0)
+
+
+def apply_session_limits(conn: psycopg.Connection) -> None:
+    """Set ``lock_timeout`` and ``statement_timeout`` for every later transaction of ``conn``."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+            (f"{round(lock_timeout_s() * 1000)}ms", f"{round(statement_timeout_s() * 1000)}ms"),
+        )
+    conn.commit()
+
+
+class WarehouseTimeoutError(RuntimeError):
+    """A statement hit ``lock_timeout`` or ``statement_timeout``; the transaction was rolled
+    back. Retryable: the lock holder or the load may be gone on the next try."""
+
+
+@contextmanager
+def _limits_named(what: str) -> Iterator[None]:
+    """Turn a lock or statement timeout into a :class:`WarehouseTimeoutError` naming ``what``."""
+    try:
+        yield
+    except psycopg.errors.LockNotAvailable as err:
+        raise WarehouseTimeoutError(
+            f"{what}: gave up waiting for a lock after {lock_timeout_s():g} s (LA_DB_LOCK_TIMEOUT_S); "
+            f"another transaction holds it. Nothing was written; retry later ({err.diag.message_primary})"
+        ) from err
+    except psycopg.errors.QueryCanceled as err:
+        raise WarehouseTimeoutError(
+            f"{what}: cancelled after {statement_timeout_s():g} s (LA_DB_STATEMENT_TIMEOUT_S). "
+            f"Nothing was written; retry later or raise the limit ({err.diag.message_primary})"
+        ) from err
+
+
+def _first_write(text: str) -> str:
+    """``UPDATE weekly_kpi`` for a SQL text whose first write updates weekly_kpi."""
+    match = re.search(r"\b(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+([\w.]+)", text, re.IGNORECASE)
+    return f"{' '.join(match.group(1).upper().split())} {match.group(2)}" if match else "read"
+
+
+def _describe(conn: psycopg.Connection, statement: str | sql.Composable) -> str:
+    text = statement.as_string(conn) if isinstance(statement, sql.Composable) else statement
+    return " ".join(text.split())[:120]
 
 
 def _cell(value: Any) -> Any:
@@ -68,13 +140,16 @@ class WarehouseTransaction:
         self.conn = conn
         self._temp_tables = 0
 
-    def execute(self, statement: str | sql.Composable, params: Mapping[str, Any] | None = None) -> int:
+    def execute(
+        self, statement: str | sql.Composable, params: Mapping[str, Any] | None = None, *, what: str | None = None
+    ) -> int:
         """Run ``statement`` (one or more SQL statements); return the last one's row count.
 
         A client-side binding cursor lets a SQL file hold several statements with
-        named parameters (``%(name)s``; a literal percent sign is ``%%``).
+        named parameters (``%(name)s``; a literal percent sign is ``%%``). ``what`` names
+        the statement in a timeout error (default: its text).
         """
-        with psycopg.ClientCursor(self.conn) as cur:
+        with _limits_named(what or _describe(self.conn, statement)), psycopg.ClientCursor(self.conn) as cur:
             cur.execute(statement, params)
             rowcount = cur.rowcount
             while cur.nextset():  # the cursor starts at the first statement's result
@@ -84,7 +159,8 @@ class WarehouseTransaction:
     def execute_file(self, relative_path: str, params: Mapping[str, Any] | None = None) -> int:
         """Run the SQL in ``include/sql/<relative_path>`` with named ``params``."""
         started = time.monotonic()
-        rowcount = self.execute(read_sql(relative_path), params)
+        text = read_sql(relative_path)
+        rowcount = self.execute(text, params, what=f"{relative_path} ({_first_write(text)})")
         log.info("%s: %s rows in %.2f s", relative_path, rowcount, time.monotonic() - started)
         return rowcount
 
@@ -93,7 +169,11 @@ class WarehouseTransaction:
         condition = sql.SQL(" AND ").join(
             sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column)) for column in key
         )
-        deleted = self.execute(sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), condition), key)
+        deleted = self.execute(
+            sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), condition),
+            key,
+            what=f"DELETE FROM {table}",
+        )
         log.info("%s: deleted %s rows of %s", table, deleted, dict(key))
         return deleted
 
@@ -102,7 +182,7 @@ class WarehouseTransaction:
         self._temp_tables += 1
         temp = sql.Identifier(f"staging_{table}_{self._temp_tables}")
         columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
-        with self.conn.cursor() as cur:
+        with _limits_named(f"COPY into a staging copy of {table}"), self.conn.cursor() as cur:
             # CREATE ... AS SELECT copies column types but no constraints, so partial
             # column sets (e.g. key + P) can be staged.
             cur.execute(
@@ -140,7 +220,7 @@ class WarehouseTransaction:
             sql.SQL(", ").join(map(sql.Identifier, key_columns)),
             conflict_action,
         )
-        written = self.execute(statement)
+        written = self.execute(statement, what=f"INSERT INTO {table} ... ON CONFLICT")
         log.info("%s: upserted %s rows", table, written)
         return written
 
@@ -170,7 +250,7 @@ class WarehouseTransaction:
                 sql.SQL("t.{0} = s.{0}").format(sql.Identifier(column)) for column in key_columns
             ),
         )
-        updated = self.execute(statement)
+        updated = self.execute(statement, what=f"UPDATE {table}")
         log.info("%s: updated %s of %s rows (%s)", table, updated, len(frame), ", ".join(set_columns))
         return updated
 
@@ -190,6 +270,7 @@ class Warehouse:
 
         conn = PostgresHook(postgres_conn_id=self.conn_id).get_conn()
         conn.autocommit = False
+        apply_session_limits(conn)
         return conn
 
     @contextmanager
@@ -200,7 +281,10 @@ class Warehouse:
             yield WarehouseTransaction(conn)
             conn.commit()
         except BaseException:
-            conn.rollback()
+            # A connection the server closed (restart, pg_terminate_backend) cannot roll
+            # back, and need not: PostgreSQL discards its open transaction itself.
+            with suppress(psycopg.Error):
+                conn.rollback()
             log.error("warehouse transaction rolled back; nothing was written")
             raise
         finally:
@@ -211,7 +295,7 @@ class Warehouse:
         started = time.monotonic()
         conn = self.connect()
         try:
-            with conn.cursor() as cur:
+            with _limits_named(relative_path), conn.cursor() as cur:
                 cur.execute(read_sql(relative_path), params)
                 columns = [column.name for column in cur.description or []]
                 frame = pd.DataFrame(cur.fetchall(), columns=columns)
@@ -279,13 +363,40 @@ def apply_migrations(conn: psycopg.Connection, files: Iterable[tuple[str, str]] 
     return applied_now
 
 
+def add_dsn_argument(parser: argparse.ArgumentParser) -> None:
+    """``--dsn`` for command lines: optional, and never with a password (``ps`` shows it)."""
+    parser.add_argument(
+        "--dsn",
+        help="libpq URI of the warehouse WITHOUT a password (default: $ANALYTICS_DB_URI, else the "
+        "libpq environment: PGHOST, PGDATABASE, ... with the password from PGPASSWORD or PGPASSFILE)",
+    )
+
+
+def dsn_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The DSN to connect with: ``--dsn`` (password-less), ``ANALYTICS_DB_URI``, or ``""``
+    (libpq reads the environment and the passfile)."""
+    if args.dsn:
+        try:
+            has_password = "password" in psycopg.conninfo.conninfo_to_dict(args.dsn)
+        except psycopg.ProgrammingError as err:
+            parser.error(f"--dsn: {err}")
+        if has_password:
+            parser.error(
+                "--dsn must not contain a password (every user can read command lines): "
+                "set ANALYTICS_DB_URI or use a passfile (PGPASSFILE, ~/.pgpass)"
+            )
+        return args.dsn
+    return os.environ.get("ANALYTICS_DB_URI", "")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Apply the warehouse migrations in include/sql/migrations.")
     parser.add_argument("command", choices=["migrate"])
-    parser.add_argument("--dsn", required=True, help="libpq URI of the warehouse database")
+    add_dsn_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    with psycopg.connect(args.dsn) as conn:
+    with psycopg.connect(dsn_from_args(parser, args)) as conn:
+        apply_session_limits(conn)
         applied = apply_migrations(conn)
     print(f"migrations: {len(applied)} applied ({', '.join(applied) or 'schema up to date'})")
 

@@ -2,7 +2,8 @@
 #   Rscript launch.R <services_root> <service_name> <port>
 # Environment: R_SERVICE_TOKEN (required), HOST (default 127.0.0.1),
 # MODEL_DIR (default <working directory>/models), R_WORKERS (default 2),
-# MAX_BODY_BYTES (default 50 MiB).
+# MAX_BODY_BYTES (default 50 MiB), JOB_DIR (default MODEL_DIR/jobs) and the
+# other JOB_* settings of R/jobs.R.
 
 fail <- function(...) {
   message("run-service: ", ...)
@@ -69,6 +70,7 @@ if (is.function(on_service_start)) {
 }
 
 code_env$configure_workers(workers)
+invisible(tryCatch(code_env$start_job_system(), error = function(err) fail(conditionMessage(err))))
 router <- code_env$build_service(service_dir, service_name, code_env)
 code_env$log_event(
   "info", "service starting",

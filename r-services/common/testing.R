@@ -12,6 +12,8 @@ r_services_root <- function() {
   normalizePath(file.path(getwd(), "..", "..", ".."))
 }
 
+`%||%` <- function(x, y) if (is.null(x)) y else x
+
 free_port <- function() {
   httpuv::randomPort(min = 20000L, max = 40000L, host = "127.0.0.1")
 }
@@ -119,4 +121,37 @@ http_get <- function(service, path, ...) http_call(service, "GET", path, ...)
 service_log_records <- function(service) {
   lines <- readLines(service$stdout_file, warn = FALSE)
   lapply(lines, function(line) tryCatch(jsonlite::fromJSON(line), error = function(err) NULL))
+}
+
+# A fit through its job: POST (202 or 200 with a job), then GET /jobs/<id>
+# until the job has finished. Returns list(status, json, job) shaped like the
+# synchronous answer: status 200 and the job's result, or the job's error
+# status and `{"error": ...}`. A POST that is not accepted comes back as is.
+http_fit <- function(service, path, body = NULL, ..., poll_s = 0.2, timeout_s = 600) {
+  submitted <- http_post(service, path, body, ...)
+  if (!submitted$status %in% c(200L, 202L)) {
+    return(submitted)
+  }
+  job <- wait_for_job(service, submitted$json$job_id, poll_s = poll_s, timeout_s = timeout_s)
+  if (job$status == "succeeded") {
+    return(list(status = 200L, json = job$result, job = job, submitted = submitted))
+  }
+  list(status = job$error$status %||% 500L, json = list(error = job$error$error), job = job, submitted = submitted)
+}
+
+wait_for_job <- function(service, job_id, poll_s = 0.2, timeout_s = 600) {
+  deadline <- Sys.time() + timeout_s
+  repeat {
+    job <- http_get(service, paste0("/jobs/", job_id))$json
+    if (job$status %in% c("succeeded", "failed", "cancelled")) {
+      return(job)
+    }
+    if (Sys.time() > deadline) stop("job ", job_id, " did not finish within ", timeout_s, " s")
+    Sys.sleep(poll_s)
+  }
+}
+
+# Job state files of a service (one per job ever submitted).
+job_files <- function(service) {
+  list.files(file.path(service$model_dir, "jobs"), pattern = "^job-.*\\.json$")
 }

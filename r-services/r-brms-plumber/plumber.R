@@ -8,10 +8,11 @@
 #* Body: {"data": {"user_id", "week", "accuracy" | "n_attempts", "n_correct"},
 #* "family": "gaussian"|"binomial", "iter": 1000, "chains": 2, "seed": 1,
 #* optional "warmup", "adapt_delta" (0.95), "max_treedepth" (10)}.
+#* Answers 202 with a job (GET /jobs/<job_id> for status and result).
 #* @post /growth/fit
-function(req) {
+function(req, res) {
   request <- parse_fit_request(request_body(req))
-  do.call(run_in_worker, c(list("fit_growth"), request))
+  do.call(submit_job, c(list(req, res, "fit_growth"), request))
 }
 
 #* Goal probabilities from a fitted growth model

@@ -12,10 +12,11 @@
 #* With n_clusters null, k is the one in k_range with the highest average
 #* silhouette width on a seeded sample of at most silhouette_sample_size
 #* students. Distances are Euclidean, in standardised units.
+#* Answers 202 with a job (GET /jobs/<job_id> for status and result).
 #* @post /cluster/fit
-function(req) {
+function(req, res) {
   settings <- validate_fit_request(request_body(req))
-  run_in_worker("cluster_fit", settings = settings)
+  submit_job(req, res, "cluster_fit", settings = settings)
 }
 
 #* Assign students to the nearest centre of a fitted model

@@ -12,10 +12,11 @@
 #* PROPHET_MIN_POINTS values) or fails is listed in "failures" with its reason
 #* and the others are still returned. score = |y - yhat| / sigma; a week is an
 #* anomaly when score > anomaly_threshold. yhat_lower/upper = yhat -+ 1.96 sigma.
+#* Answers 202 with a job (GET /jobs/<job_id> for status and result).
 #* @post /prophet/fit
-function(req) {
+function(req, res) {
   request <- validate_prophet_fit_request(request_body(req))
-  run_in_worker("prophet_fit_job", request = request)
+  submit_job(req, res, "prophet_fit_job", request = request)
 }
 
 #* Forecast stored series of a fitted prophet model
@@ -33,10 +34,11 @@ function(req) {
 #* linear predictor (log hazard ratio against a student with mean covariates);
 #* p_event = 1 - S(horizon_days | covariates) from the baseline hazard of the fit.
 #* ph_test holds cox.zph's tests per term and GLOBAL.
+#* Answers 202 with a job (GET /jobs/<job_id> for status and result).
 #* @post /survival/fit
-function(req) {
+function(req, res) {
   request <- validate_survival_fit_request(request_body(req))
-  run_in_worker("survival_fit_job", request = request)
+  submit_job(req, res, "survival_fit_job", request = request)
 }
 
 #* Score students with a fitted Cox model

@@ -284,7 +284,7 @@ def test_concordance_on_held_out_students(synthetic_run: dict) -> None:
     in_fit = np.random.default_rng(2026).random(len(students)) < 0.7
     train, held_out = students[in_fit], students[~in_fit].reset_index(drop=True)
     service = SurvivalPipeline().service()
-    fit = service.call("survival/fit", fit_payload(train, SETTINGS.horizon_days))
+    fit = service.fit("survival/fit", fit_payload(train, SETTINGS.horizon_days), poll_s=0.5)
     prediction = service.call(
         "survival/predict",
         predict_payload(fit["model_id"], held_out, SETTINGS.horizon_days),

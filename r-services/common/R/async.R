@@ -35,7 +35,7 @@ run_in_worker <- function(fun_name, ...) {
     fun_name = fun_name,
     args = list(...),
     code_dirs = c(getOption("r_service.common_r_dir"), getOption("r_service.code_dir")),
-    env_vars = as.list(Sys.getenv(c("MODEL_DIR", "R_SERVICE_NAME")))
+    env_vars = as.list(Sys.getenv(c("MODEL_DIR", "JOB_DIR", "R_SERVICE_NAME")))
   )
   promises::future_promise(
     {

@@ -70,18 +70,59 @@ auth_filter <- function(req, res) {
 
 # Request bodies are parsed as JSON whatever the declared content type, with
 # vectors simplified so that table columns become R vectors. Invalid JSON is a
-# 400 naming `body`, never a 500.
+# 400 naming `body`, never a 500. jsonlite's simplification hides two kinds of
+# junk, so the unsimplified tree is checked first: an array mixing numbers,
+# booleans and strings (`[true, 1]` would become `c(1L, 1L)`) and an object
+# with a repeated key (both values would be kept).
 json_body_parser <- function(value, ...) {
   text <- rawToChar(value)
   Encoding(text) <- "UTF-8"
-  tryCatch(
-    jsonlite::fromJSON(text, simplifyVector = TRUE),
-    error = function(err) {
-      # jsonlite's message spans lines with an ASCII pointer; the first is enough.
-      reason <- strsplit(trimws(conditionMessage(err)), "\n", fixed = TRUE)[[1]][1]
-      stop_bad_request(paste0("body: invalid JSON (", trimws(reason), ")"))
+  parse <- function(simplify) {
+    tryCatch(
+      jsonlite::fromJSON(text, simplifyVector = simplify),
+      error = function(err) {
+        # jsonlite's message spans lines with an ASCII pointer; the first is enough.
+        reason <- strsplit(trimws(conditionMessage(err)), "\n", fixed = TRUE)[[1]][1]
+        stop_bad_request(paste0("body: invalid JSON (", trimws(reason), ")"))
+      }
+    )
+  }
+  check_json_tree(parse(FALSE))
+  parse(TRUE)
+}
+
+json_kind <- function(x) {
+  if (is.null(x)) "null" else if (is.logical(x)) "boolean" else if (is.numeric(x)) "number" else if (is.character(x)) "string" else "other"
+}
+
+check_json_tree <- function(node, path = NULL) {
+  if (!is.list(node)) {
+    return(invisible(NULL))
+  }
+  keys <- names(node)
+  child_path <- function(i) {
+    if (!is.null(keys)) field_path(path, keys[i]) else paste0(path %||% "body", "[", i, "]")
+  }
+  if (!is.null(keys)) {
+    if (anyDuplicated(keys)) {
+      stop_bad_request(paste0(path %||% "body", ": duplicate key ", format_value(keys[anyDuplicated(keys)])))
     }
-  )
+  } else {
+    scalar <- vapply(node, function(x) is.null(x) || (is.atomic(x) && length(x) == 1), logical(1))
+    kinds <- vapply(node[scalar], json_kind, character(1))
+    present <- kinds[kinds != "null"]
+    if (length(unique(present)) > 1) {
+      row <- which(scalar)[kinds != "null"][which(present != present[1])[1]]
+      stop_bad_request(sprintf(
+        "%s: values must all be %ss (row %d is %s %s)",
+        path %||% "body", present[1], row, json_kind(node[[row]]), format_value(node[[row]])
+      ))
+    }
+  }
+  for (i in which(vapply(node, is.list, logical(1)))) {
+    check_json_tree(node[[i]], child_path(i))
+  }
+  invisible(NULL)
 }
 
 json_only_parsers <- function() {
@@ -153,10 +194,18 @@ build_service <- function(service_dir, service_name, code_env) {
     }
   ))
 
+  router$handle("GET", "/jobs/<job_id>", function(job_id) get_job(job_id), serializer = service_serializer())
+  router$handle("DELETE", "/jobs/<job_id>", function(job_id) cancel_job(job_id), serializer = service_serializer())
+
+  contracts <- read_contracts(service_dir)
   router$setApiSpec(function(spec) {
     spec$info$title <- service_name
     spec$info$version <- version
-    spec$components$securitySchemes <- list(bearerAuth = list(type = "http", scheme = "bearer"))
+    spec$paths <- contract_paths(contracts)
+    spec$components <- list(
+      schemas = contracts$schemas,
+      securitySchemes = list(bearerAuth = list(type = "http", scheme = "bearer"))
+    )
     spec$security <- list(list(bearerAuth = list()))
     spec
   })

@@ -13,6 +13,9 @@ format_value <- function(x) {
   if (length(x) == 1 && is.na(x)) {
     return("null")
   }
+  if (is.logical(x)) {
+    return(tolower(as.character(x)))
+  }
   format(x, digits = 15)
 }
 
@@ -92,8 +95,15 @@ check_no_missing <- function(values, path) {
   }
 }
 
+# Largest magnitude accepted for a number in a request (tables and scalars),
+# unless an endpoint documents a narrower range. Beyond it, sums of squares and
+# standardisation overflow or lose all precision; no learning metric is that large.
+max_abs_number <- 1e12
+
 # Numeric column with optional range and whole-number checks. Returns a double
 # vector (integer-valued columns are returned as integers when `integer`).
+# Booleans and strings are refused (the row named is the first offending one),
+# as are non-finite values and magnitudes beyond `max_abs_number`.
 check_numeric_column <- function(table, column, field = "data", min = -Inf, max = Inf,
                                  integer = FALSE, allow_missing = FALSE) {
   path <- field_path(field, column)
@@ -102,9 +112,11 @@ check_numeric_column <- function(table, column, field = "data", min = -Inf, max 
     stop_bad_request(paste0(path, ": required column is missing"))
   }
   if (!is.numeric(values) && !all(is.na(values))) {
-    bad_row <- which(!is.na(values))[1]
+    not_number <- which(!is.na(values) & is.na(suppressWarnings(as.numeric(values))))
+    bad_row <- if (is.character(values) && length(not_number) > 0) not_number[1] else which(!is.na(values))[1]
+    what <- if (is.logical(values)) "numbers, not booleans" else if (length(not_number) == 0) "numbers, not strings" else "numbers"
     stop_bad_request(paste0(
-      path, ": values must be numbers (row ", bad_row, " is ",
+      path, ": values must be ", what, " (row ", bad_row, " is ",
       format_value(values[bad_row]), ")"
     ))
   }
@@ -113,6 +125,13 @@ check_numeric_column <- function(table, column, field = "data", min = -Inf, max 
     check_no_missing(values, path)
   }
   present <- !is.na(values)
+  bad <- which(present & (!is.finite(values) | abs(values) > max_abs_number))
+  if (length(bad) > 0) {
+    stop_bad_request(paste0(
+      path, ": values must be finite numbers within +-", format_value(max_abs_number),
+      " (row ", bad[1], " is ", format_value(values[bad[1]]), ")"
+    ))
+  }
   if (integer) {
     bad <- which(present & values != round(values))
     if (length(bad) > 0) {
@@ -132,6 +151,19 @@ check_numeric_column <- function(table, column, field = "data", min = -Inf, max 
   if (integer) as.integer(values) else values
 }
 
+# Rows must be unique on `columns` (e.g. one row per user and week).
+check_unique_rows <- function(table, columns, field = "data") {
+  duplicate <- anyDuplicated(as.data.frame(table)[columns])
+  if (duplicate > 0) {
+    shown <- paste0(columns, " ", vapply(columns, function(column) format_value(table[[column]][duplicate]), ""), collapse = ", ")
+    stop_bad_request(paste0(
+      field, ": rows must be unique on (", paste(columns, collapse = ", "), "); row ",
+      duplicate, " repeats ", shown
+    ))
+  }
+  invisible(table)
+}
+
 check_probability_column <- function(table, column, field = "data", allow_missing = FALSE) {
   check_numeric_column(table, column, field, min = 0, max = 1, allow_missing = allow_missing)
 }
@@ -147,6 +179,10 @@ check_id_column <- function(table, column, field = "data") {
   check_no_missing(values, path)
   if (!is.character(values) && !is.numeric(values)) {
     stop_bad_request(paste0(path, ": values must be strings or integers"))
+  }
+  if (is.numeric(values) && !all(is.finite(values))) {
+    bad <- which(!is.finite(values))[1]
+    stop_bad_request(paste0(path, ": values must be finite (row ", bad, " is ", format_value(values[bad]), ")"))
   }
   values
 }
@@ -202,6 +238,9 @@ scalar_number <- function(body, name, default = NULL, min = -Inf, max = Inf,
   }
   if (!is.numeric(value) || length(value) != 1 || is.na(value) || !is.null(dim(value))) {
     stop_bad_request(paste0(path, ": must be a single number"))
+  }
+  if (!is.finite(value) || abs(value) > max_abs_number) {
+    stop_bad_request(paste0(path, ": must be a finite number within +-", format_value(max_abs_number), ", got ", format_value(value)))
   }
   if (integer && value != round(value)) {
     stop_bad_request(paste0(path, ": must be a whole number, got ", format_value(value)))

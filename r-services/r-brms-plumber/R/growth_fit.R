@@ -19,6 +19,7 @@ parse_fit_request <- function(body) {
     user_id = check_id_column(table, "user_id"),
     week = check_numeric_column(table, "week", min = -1000, max = 1000)
   )
+  check_unique_rows(data, c("user_id", "week"))
   if (family == "binomial") {
     data$n_attempts <- check_numeric_column(table, "n_attempts", min = 1, max = 1e6, integer = TRUE)
     data$n_correct <- check_numeric_column(table, "n_correct", min = 0, max = 1e6, integer = TRUE)

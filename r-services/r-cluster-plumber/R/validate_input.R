@@ -44,15 +44,21 @@ feature_matrix <- function(table, features, field = "data",
         "features: ", format_value(feature), " is not a column of ", field
       ))
     }
-    values <- table[[feature]]
-    if (!is.numeric(values) && !all(is.na(values))) {
-      stop_bad_request(paste0(path, ": feature values must be numbers"))
-    }
-    check_no_missing(values, path)
+    values <- check_numeric_column(table, feature, field)
     if (require_variation && length(unique(values)) < 2) {
       stop_bad_request(paste0(
         path, ": feature is constant (", format_value(values[1]),
         " for every student), so it cannot be standardised"
+      ))
+    }
+    # Standardising divides by the sd: a subnormal one (values like 1e-320)
+    # has lost its precision and can overflow the scaled values.
+    spread <- stats::sd(values)
+    if (require_variation && (!is.finite(spread) || spread < .Machine$double.xmin ||
+      !all(is.finite((values - mean(values)) / spread)))) {
+      stop_bad_request(paste0(
+        path, ": values vary too little to be standardised (sd ", format_value(spread),
+        "); send the feature in larger units"
       ))
     }
   }
@@ -164,8 +170,8 @@ scaling_values <- function(values, features, path, positive = FALSE) {
   }
   vapply(features, function(feature) {
     value <- values[[feature]]
-    if (!is.numeric(value) || length(value) != 1 || is.na(value) ||
-      (positive && value <= 0)) {
+    if (!is.numeric(value) || length(value) != 1 || !is.finite(value) ||
+      abs(value) > max_abs_number || (positive && value < .Machine$double.xmin)) {
       stop_bad_request(paste0(
         field_path(path, feature), ": must be a ",
         if (positive) "positive " else "", "number"
@@ -231,9 +237,17 @@ validate_predict_request <- function(body, load_stored_model) {
       ))
     }
   }
+  x <- feature_matrix(table, model$features, require_variation = FALSE)
+  not_finite <- which(!is.finite(scale_features(x, model$scaling)), arr.ind = TRUE)
+  if (length(not_finite) > 0) {
+    stop_bad_request(sprintf(
+      "data.%s: row %d is not finite once standardised with the model's scaling",
+      model$features[not_finite[1, 2]], not_finite[1, 1]
+    ))
+  }
   list(
     model = model,
     user_id = check_id_column(table, "user_id"),
-    x = feature_matrix(table, model$features, require_variation = FALSE)
+    x = x
   )
 }

@@ -10,24 +10,6 @@ require_positive <- function(body, name, default) {
   value
 }
 
-# common's check_numeric_column() reports the first row of a non-numeric
-# column; when numbers and strings are mixed (JSON [1, "high"] arrives as all
-# strings) the row worth naming is the first one that is not a number.
-check_number_column <- function(table, column, field = "data", ...) {
-  values <- table[[column]]
-  if (is.character(values)) {
-    not_number <- which(!is.na(values) & is.na(suppressWarnings(as.numeric(values))))
-    if (length(not_number) > 0) {
-      stop_bad_request(paste0(
-        field_path(field, column), ": values must be numbers (row ", not_number[1], " is ",
-        format_value(values[not_number[1]]), ")"
-      ))
-    }
-    stop_bad_request(paste0(field_path(field, column), ": values must be numbers, not strings"))
-  }
-  check_numeric_column(table, column, field, ...)
-}
-
 # ---- prophet -----------------------------------------------------------------
 
 validate_prophet_fit_request <- function(body, settings = prophet_settings()) {
@@ -37,7 +19,7 @@ validate_prophet_fit_request <- function(body, settings = prophet_settings()) {
       series_id = check_id_column(series, "series_id", "series"),
       ds = check_date_column(series, "ds", "series"),
       # A null y is a week without a value; prophet fits around it.
-      y = check_number_column(series, "y", "series", allow_missing = TRUE)
+      y = check_numeric_column(series, "y", "series", allow_missing = TRUE)
     ),
     forecast_weeks = scalar_number(
       body, "forecast_weeks",
@@ -92,7 +74,7 @@ covariate_frame <- function(data, covariates, require_variation) {
     stop_bad_request(paste0("covariates: ", format_value(unknown[1]), " is not a column of data"))
   }
   frame <- lapply(covariates, function(covariate) {
-    values <- check_number_column(data, covariate)
+    values <- check_numeric_column(data, covariate)
     if (require_variation && length(unique(values)) < 2) {
       stop_bad_request(paste0(
         "data.", covariate, ": covariate is constant (", format_value(values[1]),
@@ -122,7 +104,7 @@ validate_survival_fit_request <- function(body) {
   data <- validate_table(body$data, "data", required = reserved_survival_columns())
   frame <- covariate_frame(data, covariates, require_variation = TRUE)
   user_id <- check_unique_ids(data, "user_id")
-  time <- check_number_column(data, "time", min = 0)
+  time <- check_numeric_column(data, "time", min = 0)
   event <- as.integer(check_choice_column(data, "event", c(0, 1)))
   if (sum(event) == 0) {
     stop_bad_request("data.event: all rows are censored (no event = 1), a Cox model needs events")

@@ -8,7 +8,14 @@ test_that("/health and /openapi.json are open and describe the service", {
 
   spec <- http_get(echo_service, "/openapi.json", token = NULL)
   expect_equal(spec$status, 200L)
-  expect_true(all(c("/health", "/echo/table", "/echo/sum") %in% names(spec$json$paths)))
+  expect_true(all(c("/health", "/openapi.json", "/jobs/{job_id}", "/echo/job") %in% names(spec$json$paths)))
+  expect_length(spec$json$paths$`/health`$get$security, 0L)
+  expect_match(spec$text, '"security":[]', fixed = TRUE)
+  expect_equal(
+    spec$json$paths$`/echo/job`$post$requestBody$content$`application/json`$schema$`$ref`,
+    "#/components/schemas/EchoJobRequest"
+  )
+  expect_true(all(c("Error", "Job", "JobAccepted", "EchoJobRequest") %in% names(spec$json$components$schemas)))
   expect_equal(spec$json$info$title, "echo-service")
 })
 

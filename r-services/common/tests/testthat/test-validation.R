@@ -44,3 +44,20 @@ test_that("tokens_equal compares whole tokens", {
   expect_false(common_code$tokens_equal("abd", "abc"))
   expect_false(common_code$tokens_equal("", "abc"))
 })
+
+test_that("check_numeric_column names the first offending row and refuses huge or non-finite values", {
+  check <- function(values, ...) common_code$check_numeric_column(list(x = values), "x", ...)
+  expect_error(check(c("1", "2", "high")), "data.x: values must be numbers (row 3 is \"high\")", fixed = TRUE)
+  expect_error(check(c("1", "2")), "data.x: values must be numbers, not strings (row 1 is \"1\")", fixed = TRUE)
+  expect_error(check(c(1, 2e12)), "data.x: values must be finite numbers within +-1e+12 (row 2 is 2e+12)", fixed = TRUE)
+  expect_error(check(c(-Inf, 1)), "(row 1 is -Inf)", fixed = TRUE)
+  expect_equal(check(c(1, -1e12)), c(1, -1e12))
+})
+
+test_that("check_unique_rows names the repeated key", {
+  table <- data.frame(user_id = c(1, 2, 1), week = c(0, 0, 0))
+  expect_error(
+    common_code$check_unique_rows(table, c("user_id", "week")),
+    "data: rows must be unique on (user_id, week); row 3 repeats user_id 1, week 0", fixed = TRUE
+  )
+})

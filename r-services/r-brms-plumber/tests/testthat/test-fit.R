@@ -1,5 +1,5 @@
 fit_growth_over_http <- function(data, ...) {
-  response <- http_post(brms_service, "/growth/fit", list(data = data, ...))
+  response <- http_fit(brms_service, "/growth/fit", list(data = data, ...))
   expect_equal(response$status, 200L, info = response$text)
   response$json
 }

@@ -18,7 +18,7 @@ fit_body <- function(...) {
   )
 }
 
-post_fit <- function(body) http_post(cluster_service, "/cluster/fit", body)
+post_fit <- function(body) http_fit(cluster_service, "/cluster/fit", body)
 
 test_that("/health is open, model endpoints need the bearer token", {
   health <- http_get(cluster_service, "/health", token = NULL)
@@ -63,7 +63,7 @@ test_that("bad fit inputs answer 400 naming the problem", {
   base <- list(data = small, features = c("accuracy", "active_days"))
   cases <- list(
     list(body = list(features = c("accuracy", "streak")), error = "^features: \"streak\" is not a column of data"),
-    list(body = list(features = c("accuracy", "level")), error = "^data.level: feature values must be numbers"),
+    list(body = list(features = c("accuracy", "level")), error = "^data.level: values must be numbers \\(row 1 is \"a\"\\)"),
     list(body = list(features = c("accuracy", "cohort")), error = "^data.cohort: feature is constant"),
     list(body = list(features = c("time_per_question")), error = "^data.time_per_question: values must not be null"),
     list(body = list(n_clusters = 5), error = "^n_clusters: 5 is larger than the number of students \\(4\\)"),
@@ -74,7 +74,17 @@ test_that("bad fit inputs answer 400 naming the problem", {
     list(body = list(data = list(user_id = list(), accuracy = list())), error = "^data: must contain at least one row"),
     list(body = list(data = list(user_id = c(1, 2), accuracy = c(0.5, 0.6, 0.7))), error = "^data: columns must have equal lengths"),
     list(body = list(data = list(accuracy = c(0.5, 0.6, 0.7))), error = "^data.user_id: required column is missing"),
-    list(body = list(seed = "x"), error = "^seed: ")
+    list(body = list(seed = "x"), error = "^seed: "),
+    # Junk found by fuzzing: once a 500 or a silent fit, now 400s naming the field.
+    list(body = list(data = modifyList(small, list(accuracy = c(1e-320, 2e-320, 3e-320, 1e-320)))),
+      error = "^data.accuracy: values vary too little to be standardised"),
+    list(body = list(data = modifyList(small, list(active_days = c(5, -1e308, 1, 1)))),
+      error = "^data.active_days: values must be finite numbers within \\+-1e\\+12 \\(row 2 is -1e\\+308\\)"),
+    list(body = list(data = modifyList(small, list(active_days = c(TRUE, FALSE, TRUE, TRUE)))),
+      error = "^data.active_days: values must be numbers, not booleans \\(row 1 is true\\)"),
+    list(body = list(data = modifyList(small, list(user_id = c(1, 2, 2, 4)))),
+      error = "^data.user_id: one row per student, but 2 repeats"),
+    list(body = list(k_range = c(2.5, 4)), error = "^k_range: ")
   )
   for (case in cases) {
     body <- base
@@ -83,6 +93,16 @@ test_that("bad fit inputs answer 400 naming the problem", {
     expect_equal(response$status, 400L, label = case$error)
     expect_match(response$json$error, case$error)
   }
+
+  # 1e400 parses as Inf (R's JSON writer cannot send it, so the body is raw).
+  overflow <- http_call(cluster_service, "POST", "/cluster/fit",
+    raw_body = '{"data": {"user_id": [1, 2, 3], "x": [1, 1e400, 3], "y": [1, 2, 3]}, "features": ["x", "y"]}')
+  expect_equal(overflow$status, 400L)
+  expect_match(overflow$json$error, "^data.x: values must be finite numbers within \\+-1e\\+12 \\(row 2 is Inf\\)")
+  mixed <- http_call(cluster_service, "POST", "/cluster/fit",
+    raw_body = '{"data": {"user_id": [1, 2, 3], "x": [1, true, 3], "y": [1, 2, 3]}, "features": ["x", "y"]}')
+  expect_equal(mixed$status, 400L)
+  expect_match(mixed$json$error, "^data.x: values must all be numbers \\(row 2 is boolean true\\)")
 
   invalid_json <- http_call(cluster_service, "POST", "/cluster/fit", raw_body = "{not json")
   expect_equal(invalid_json$status, 400L)

@@ -39,7 +39,7 @@ test_that("each bad input is refused naming the field", {
 
   body <- valid_body()
   body$data$active_days <- c("a", "b", "c", "d", "e", "f")
-  expect_bad_request(body, "^data.active_days: feature values must be numbers")
+  expect_bad_request(body, "^data.active_days: values must be numbers")
 
   body <- valid_body()
   body$data$active_days <- rep(3, 6)

@@ -30,7 +30,7 @@ test_that("model endpoints need the bearer token", {
 })
 
 test_that("a fit returns fits, forecast and anomalies in the contract's shape", {
-  response <- http_post(forecast_service, "/prophet/fit", weekly_body(forecast_weeks = 3, anomaly_threshold = 2.5))
+  response <- http_fit(forecast_service, "/prophet/fit", weekly_body(forecast_weeks = 3, anomaly_threshold = 2.5))
   expect_equal(response$status, 200L, info = response$text)
   body <- response$json
   expect_match(body$model_id, "^prophet-")
@@ -52,7 +52,7 @@ test_that("a fit returns fits, forecast and anomalies in the contract's shape", 
 test_that("string series ids keep their type", {
   body <- weekly_body()
   body$series$series_id <- paste0("s", body$series$series_id)
-  response <- http_post(forecast_service, "/prophet/fit", body)
+  response <- http_fit(forecast_service, "/prophet/fit", body)
   expect_equal(response$status, 200L, info = response$text)
   expect_equal(unique(response$json$forecast$series_id), c("s11", "s12"))
 })
@@ -63,7 +63,7 @@ test_that("a batch with broken series still returns the others", {
   body$series$ds[14] <- body$series$ds[13]
   short <- weekly_body(series_ids = 2L, n_weeks = 3)$series
   body$series <- Map(c, body$series, short)
-  response <- http_post(forecast_service, "/prophet/fit", body)
+  response <- http_fit(forecast_service, "/prophet/fit", body)
   expect_equal(response$status, 200L, info = response$text)
   expect_equal(response$json$fits$series_id, 1L)
   expect_equal(unique(response$json$forecast$series_id), 1L)
@@ -75,7 +75,7 @@ test_that("a batch with broken series still returns the others", {
 })
 
 test_that("bad prophet inputs are 400s naming the field", {
-  post_fit <- function(body) http_post(forecast_service, "/prophet/fit", body)
+  post_fit <- function(body) http_fit(forecast_service, "/prophet/fit", body)
   bad_dates <- weekly_body()
   bad_dates$series$ds[5] <- "2026-02-30"
   expect_http_error(post_fit(bad_dates), 400L, "series.ds: values must be ISO dates YYYY-MM-DD (row 5")
@@ -99,7 +99,7 @@ test_that("bad prophet inputs are 400s naming the field", {
 })
 
 test_that("prophet predict: unknown model is 404, unknown series and bad weeks are 400", {
-  fitted <- http_post(forecast_service, "/prophet/fit", weekly_body())$json
+  fitted <- http_fit(forecast_service, "/prophet/fit", weekly_body())$json
   post_predict <- function(body) http_post(forecast_service, "/prophet/predict", body)
   expect_http_error(
     post_predict(list(model_id = "prophet-20240101T000000-0123456789abcdef", series_id = I(11L))),

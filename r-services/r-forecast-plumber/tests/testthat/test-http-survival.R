@@ -6,7 +6,7 @@ churn_body <- function(n = 200, seed = 9, ...) {
 
 test_that("fit returns the contract's fields and predict reproduces the fit's risk", {
   body <- churn_body(horizon_days = 14)
-  fitted <- http_post(forecast_service, "/survival/fit", body)
+  fitted <- http_fit(forecast_service, "/survival/fit", body)
   expect_equal(fitted$status, 200L, info = fitted$text)
   json <- fitted$json
   expect_match(json$model_id, "^survival-")
@@ -35,7 +35,7 @@ test_that("fit returns the contract's fields and predict reproduces the fit's ri
 })
 
 test_that("one student predicts as an array", {
-  fitted <- http_post(forecast_service, "/survival/fit", churn_body())$json
+  fitted <- http_fit(forecast_service, "/survival/fit", churn_body())$json
   one <- list(user_id = I(5L), accuracy = I(0.2), sessions = I(-1), gap_days = I(3))
   scored <- http_post(forecast_service, "/survival/predict", list(model_id = fitted$model_id, data = one))
   expect_equal(scored$status, 200L, info = scored$text)
@@ -43,7 +43,7 @@ test_that("one student predicts as an array", {
 })
 
 test_that("bad survival inputs are 400s naming the problem", {
-  post_fit <- function(body) http_post(forecast_service, "/survival/fit", body)
+  post_fit <- function(body) http_fit(forecast_service, "/survival/fit", body)
   negative <- churn_body()
   negative$data$time[3] <- -1
   expect_http_error(post_fit(negative), 400L, "data.time: values must be within [0, Inf] (row 3 is -1)")
@@ -72,8 +72,18 @@ test_that("bad survival inputs are 400s naming the problem", {
   duplicated_user <- churn_body()
   duplicated_user$data$user_id[2] <- 1L
   expect_http_error(post_fit(duplicated_user), 400L, "data.user_id: values must be unique")
+  overflow <- http_post(forecast_service, "/survival/fit", raw_body = paste0(
+    '{"data": {"user_id": [1, 2, 3], "time": [1, 2, 3], "event": [1, 0, 1], "x": [0.1, 1e400, 0.3]},',
+    ' "covariates": ["x"]}'
+  ))
+  expect_http_error(overflow, 400L, "data.x: values must be finite numbers within +-1e+12 (row 2 is Inf)")
+  boolean_time <- http_post(forecast_service, "/survival/fit", raw_body = paste0(
+    '{"data": {"user_id": [1, 2, 3], "time": [true, false, true], "event": [1, 0, 1], "x": [0.1, 0.2, 0.3]},',
+    ' "covariates": ["x"]}'
+  ))
+  expect_http_error(boolean_time, 400L, "data.time: values must be numbers, not booleans (row 1 is true)")
 
-  fitted <- http_post(forecast_service, "/survival/fit", churn_body())$json
+  fitted <- http_fit(forecast_service, "/survival/fit", churn_body())$json
   post_predict <- function(body) http_post(forecast_service, "/survival/predict", body)
   expect_http_error(
     post_predict(list(model_id = fitted$model_id, data = list(user_id = c(1, 2), accuracy = c(0, 1)))),

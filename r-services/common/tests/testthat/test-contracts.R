@@ -1,0 +1,21 @@
+# Each service's routes (plumber.R annotations) and its schemas.json agree, so
+# /openapi.json documents every endpoint with request and response bodies.
+
+services_root <- normalizePath(file.path("..", "..", ".."))
+
+for (service in c("r-brms-plumber", "r-forecast-plumber", "r-cluster-plumber")) {
+  test_that(paste(service, "documents every route in schemas.json"), {
+    lines <- readLines(file.path(services_root, service, "plumber.R"))
+    routes <- sub("^#\\* @(get|post|delete) ", "", grep("^#\\* @(get|post|delete) /", lines, value = TRUE))
+    contracts <- jsonlite::fromJSON(file.path(services_root, service, "schemas.json"), simplifyVector = FALSE)
+    expect_setequal(names(contracts$endpoints), routes)
+    schemas <- c(names(contracts$schemas), names(jsonlite::fromJSON(file.path(services_root, "common", "schemas.json"))$schemas))
+    used <- unlist(lapply(contracts$endpoints, function(methods) lapply(methods, function(m) unlist(m[c("request", "response", "job_result")]))))
+    expect_true(all(used %in% schemas), info = paste(setdiff(used, schemas), collapse = ", "))
+    refs <- regmatches(
+      readLines(file.path(services_root, service, "schemas.json")),
+      regexpr("#/components/schemas/[A-Za-z]+", readLines(file.path(services_root, service, "schemas.json")))
+    )
+    expect_true(all(sub(".*/", "", refs) %in% schemas))
+  })
+}

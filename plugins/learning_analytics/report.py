@@ -54,13 +54,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     dsn = dsn_from_args(parser, args)
     print(f"What the DAG runs for {args.run_date} wrote:")
-    print("
-".join(summary_lines(dsn, args.run_date)))
+    print("\n".join(summary_lines(dsn, args.run_date)))
     if args.scoreboard_date:
         lines = scoreboard_lines(dsn, args.scoreboard_date)
         print(f"Scoreboard (evaluate_models {args.scoreboard_date}; model vs baseline, verdict):")
-        print("
-".join(lines) if lines else "  nothing scored: no model run had a closed outcome window")
+        print("\n".join(lines) if lines else "  nothing scored: no model run had a closed outcome window")
 
 
 if __name__ == "__main__":

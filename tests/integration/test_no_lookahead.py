@@ -112,9 +112,7 @@ def table_state(conn: psycopg.Connection, table: str) -> list[tuple[Any, ...]]:
         (table,),
     )
     kept = [
-        name
-        for name, data_type in columns
-        if data_type != "timestamp with time zone" and name not in VOLATILE_NAMES
+        name for name, data_type in columns if data_type != "timestamp with time zone" and name not in VOLATILE_NAMES
     ]
     key = [
         name
@@ -153,7 +151,9 @@ def differences(expected: list[tuple[Any, ...]], actual: list[tuple[Any, ...]], 
     """What differs between two states of one table (empty when they are the same)."""
     if len(expected) != len(actual):
         return [f"{len(expected)} rows with the future, {len(actual)} without"]
-    found = [f"row {i}: {a!r} != {b!r}" for i, (a, b) in enumerate(zip(expected, actual, strict=True)) if not same(a, b)]
+    found = [
+        f"row {i}: {a!r} != {b!r}" for i, (a, b) in enumerate(zip(expected, actual, strict=True)) if not same(a, b)
+    ]
     return found[:limit] + ([f"... {len(found) - limit} more rows"] if len(found) > limit else [])
 
 

@@ -510,3 +510,15 @@ def test_sessions_follow_the_local_clock() -> None:
     offset = local_time(berlin) - berlin.attempts["attempted_at"].dt.tz_localize(None)
     summer = local_time(berlin) < pd.Timestamp("2026-10-25 02:00")
     assert set(offset[summer]) == {pd.Timedelta(hours=2)} and set(offset[~summer]) == {pd.Timedelta(hours=1)}
+
+
+@pytest.mark.parametrize(("option", "value"), [("--timezone", "Mars/Olympus_Mons"), ("--future-weeks", "-2")])
+def test_command_line_rejects_bad_options_before_loading(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from learning_analytics.synthetic.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([option, value, "--students", "5", "--weeks", "2", "--dsn", "postgresql://nobody@127.0.0.1:1/none"])
+    assert exit_info.value.code == 2
+    assert option.lstrip("-").replace("-", "_") in capsys.readouterr().err

@@ -20,7 +20,10 @@ from learning_analytics.synthetic.simulate import DEFAULT_END_DATE, DEFAULT_TIME
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate and load one synthetic data set, print a one-line summary."""
-    parser = argparse.ArgumentParser(description="Generate synthetic learners and load them into the warehouse.")
+    parser = argparse.ArgumentParser(
+        prog="python -m learning_analytics.synthetic",
+        description="Generate synthetic learners and load them into the warehouse.",
+    )
     parser.add_argument("--students", type=int, default=500, help="number of students (default 500)")
     parser.add_argument("--weeks", type=int, default=16, help="weeks of history before --end-date (default 16)")
     parser.add_argument(

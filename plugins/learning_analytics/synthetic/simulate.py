@@ -186,8 +186,10 @@ class SyntheticData:
 
     def history(self) -> pd.DataFrame:
         """The attempts before ``end_date`` 00:00 local time (what a run on ``end_date`` may see)."""
-        end = pd.Timestamp(self.run.end_date).tz_localize(zone(self.run.timezone))
-        return self.attempts[self.attempts["attempted_at"] < end]
+        end = local_to_utc(
+            self.run.end_date, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), self.run.timezone
+        )
+        return self.attempts[self.attempts["attempted_at"] < end.iloc[0]]
 
 
 @dataclass(frozen=True)

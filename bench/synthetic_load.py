@@ -12,7 +12,7 @@ WARNING: step 1 replaces the warehouse's source and truth tables.
 
 Run from the repository root::
 
-    PYTHONPATH=plugins .venv/bin/python bench/synthetic_load.py --dsn "$ANALYTICS_DB_URI"
+    PYTHONPATH=plugins .venv/bin/python bench/synthetic_load.py   # warehouse from $ANALYTICS_DB_URI
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from la_testing import TEST_LOGICAL_DATE, DagRunResult, require_env
+from la_testing import PLATFORM_TIMEZONE, TEST_LOGICAL_DATE, DagRunResult, require_env
 from learning_analytics import synthetic
 from learning_analytics.warehouse import apply_migrations
 
@@ -47,16 +47,25 @@ class SyntheticWorld:
     n_students: int
     n_weeks: int
     seed: int
+    future_weeks: int = 0
 
 
 @pytest.fixture(scope="session")
 def load_synthetic(warehouse_uri: str) -> Callable[..., SyntheticWorld]:
-    """Replace the warehouse's source data by a synthetic population."""
+    """Replace the warehouse's source data by a synthetic population whose history ends
+    at the test date (plus ``future_weeks`` after it), on the DAGs' clock."""
 
-    def load(n_students: int = 300, n_weeks: int = 16, seed: int = 42) -> SyntheticWorld:
-        data = synthetic.generate(n_students=n_students, n_weeks=n_weeks, seed=seed, end_date=TEST_LOGICAL_DATE)
+    def load(n_students: int = 300, n_weeks: int = 16, seed: int = 42, future_weeks: int = 0) -> SyntheticWorld:
+        data = synthetic.generate(
+            n_students=n_students,
+            n_weeks=n_weeks,
+            seed=seed,
+            end_date=TEST_LOGICAL_DATE,
+            future_weeks=future_weeks,
+            timezone=PLATFORM_TIMEZONE,
+        )
         synthetic.load(warehouse_uri, data)
-        return SyntheticWorld(data=data, n_students=n_students, n_weeks=n_weeks, seed=seed)
+        return SyntheticWorld(data=data, n_students=n_students, n_weeks=n_weeks, seed=seed, future_weeks=future_weeks)
 
     return load
 

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from la_testing import TEST_LOGICAL_DATE, fetch_all, table_snapshot
+from la_testing import PLATFORM_TIMEZONE, TEST_LOGICAL_DATE, fetch_all, table_snapshot
 from learning_analytics import synthetic
 from learning_analytics.kpi import build_features_topic_daily, build_weekly_kpi, features_window, kpi_window
 from learning_analytics.pipelines.cluster import min_active_weeks
@@ -50,7 +50,9 @@ MIN_ADJUSTED_RAND = 0.90
 
 @pytest.fixture(scope="module")
 def scenario(warehouse_uri: str, run_dag: Any) -> dict[str, Any]:
-    data = synthetic.generate(n_students=N_STUDENTS, n_weeks=16, seed=42, end_date=TEST_LOGICAL_DATE)
+    data = synthetic.generate(
+        n_students=N_STUDENTS, n_weeks=16, seed=42, end_date=TEST_LOGICAL_DATE, timezone=PLATFORM_TIMEZONE
+    )
     synthetic.load(warehouse_uri, data)
     warehouse = Warehouse()
     build_features_topic_daily(

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from la_testing import TEST_LOGICAL_DATE, DagRunResult, fetch_all, table_snapshot
+from la_testing import PLATFORM_TIMEZONE, TEST_LOGICAL_DATE, DagRunResult, fetch_all, table_snapshot
 from learning_analytics import synthetic
 from learning_analytics.kpi import build_weekly_kpi
 from learning_analytics.settings import KpiSettings, ProphetSettings
@@ -69,7 +69,9 @@ def eligible_students(conn: psycopg.Connection) -> set[int]:
 
 @pytest.fixture(scope="module")
 def first_run(warehouse_uri: str, run_dag: Callable[..., DagRunResult]) -> FirstRun:
-    data = synthetic.generate(n_students=300, n_weeks=16, seed=42, end_date=TEST_LOGICAL_DATE)
+    data = synthetic.generate(
+        n_students=300, n_weeks=16, seed=42, end_date=TEST_LOGICAL_DATE, timezone=PLATFORM_TIMEZONE
+    )
     synthetic.load(warehouse_uri, data)
     build_weekly_kpi(Warehouse(), weekly_window(TEST_LOGICAL_DATE, 16), KpiSettings.from_env())
     with psycopg.connect(warehouse_uri, autocommit=True) as conn:

@@ -1,27 +1,21 @@
 """Loading synthetic learners into a real PostgreSQL warehouse.
 
-Needs ``ANALYTICS_DB_URI`` (a libpq URI of the warehouse); the test applies the
-source and truth migrations itself when they are missing. Loading REPLACES the
-warehouse's source and truth tables (and, by CASCADE, tables built from them).
+Needs ``ANALYTICS_DB_URI`` (a libpq URI of the warehouse; the ``warehouse_uri``
+fixture applies the migrations). Loading REPLACES the warehouse's source and truth
+tables (and, by CASCADE, tables built from them).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import date
 
 import pandas as pd
 import psycopg
 import pytest
 
-from learning_analytics.paths import MIGRATIONS_DIR
 from learning_analytics.synthetic import LOADED_TABLES, SyntheticData, generate, load
-
-DB_URI = os.environ.get("ANALYTICS_DB_URI")
-pytestmark = pytest.mark.skipif(not DB_URI, reason="ANALYTICS_DB_URI is not set: no warehouse to load into")
-
-MIGRATIONS = ("001_source_tables.sql", "002_synthetic_truth.sql")
 
 # Order-independent content fingerprints: md5 of every row's text, ordered by key.
 CHECKSUM_QUERIES = {
@@ -34,28 +28,23 @@ CHECKSUM_QUERIES = {
     "synthetic_truth_anomaly": (
         "SELECT md5(string_agg(t::text, '|' ORDER BY user_id, week_start)) FROM synthetic_truth_anomaly AS t"
     ),
+    "synthetic_truth_weekly": (
+        "SELECT md5(string_agg(t::text, '|' ORDER BY user_id, week_start)) FROM synthetic_truth_weekly AS t"
+    ),
 }
 
 
 @pytest.fixture(scope="module")
-def conn() -> Iterator[psycopg.Connection]:
-    """An autocommit connection to a warehouse that has the source and truth tables."""
-    assert DB_URI is not None
-    with psycopg.connect(DB_URI, autocommit=True) as connection:
-        present = connection.execute(
-            "SELECT to_regclass('attempt_log') IS NOT NULL AND EXISTS ("
-            " SELECT 1 FROM information_schema.columns"
-            " WHERE table_name = 'synthetic_truth_student' AND column_name = 'weekend_weight')"
-        ).fetchone()
-        if not (present and present[0]):
-            for name in MIGRATIONS:
-                connection.execute((MIGRATIONS_DIR / name).read_text(encoding="utf-8"))
+def conn(warehouse_uri: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the migrated warehouse."""
+    with psycopg.connect(warehouse_uri, autocommit=True) as connection:
         yield connection
 
 
 @pytest.fixture(scope="module")
 def data() -> SyntheticData:
-    return generate(n_students=120, n_weeks=6, seed=5)
+    """6 weeks of history and 2 future weeks on the default clock (Asia/Seoul)."""
+    return generate(n_students=120, n_weeks=6, seed=5, end_date=date(2026, 11, 23), future_weeks=2)
 
 
 def row_counts(conn: psycopg.Connection) -> dict[str, int]:
@@ -66,16 +55,19 @@ def checksums(conn: psycopg.Connection) -> dict[str, str]:
     return {table: conn.execute(query).fetchone()[0] for table, query in CHECKSUM_QUERIES.items()}
 
 
-def test_loading_twice_gives_identical_tables(conn: psycopg.Connection, data: SyntheticData) -> None:
+def test_loading_twice_gives_identical_tables(
+    conn: psycopg.Connection, data: SyntheticData, warehouse_uri: str
+) -> None:
     first = load(conn, data)
     counts_first, sums_first = row_counts(conn), checksums(conn)
-    second = load(DB_URI, data)  # the URI form opens its own connection
+    second = load(warehouse_uri, data)  # the URI form opens its own connection
     assert row_counts(conn) == counts_first
     assert checksums(conn) == sums_first
     assert first.rows == second.rows
     assert counts_first["attempt_log"] == data.n_attempts
     assert counts_first["students"] == len(data.students)
     assert counts_first["synthetic_truth_anomaly"] == len(data.truth_anomaly) > 0
+    assert counts_first["synthetic_truth_weekly"] == 120 * (6 + 2)
     assert first.elapsed_s > 0
 
 
@@ -116,18 +108,29 @@ def test_rows_equal_the_generated_frames(conn: psycopg.Connection, data: Synthet
 
 def test_attempt_view_returns_every_row(conn: psycopg.Connection, data: SyntheticData) -> None:
     load(conn, data)
+    timezone = data.run.timezone
     n_rows, n_days, first_day, last_day = conn.execute(
-        "SELECT count(*), count(DISTINCT attempt_date), min(attempt_date), max(attempt_date) FROM attempt"
+        "SELECT count(*), count(DISTINCT (attempted_at AT TIME ZONE %(tz)s)::date),"
+        " min((attempted_at AT TIME ZONE %(tz)s)::date), max((attempted_at AT TIME ZONE %(tz)s)::date)"
+        " FROM attempt",
+        {"tz": timezone},
     ).fetchone()
     assert n_rows == data.n_attempts
-    assert data.run.start_date <= first_day <= last_day < data.run.end_date
-    assert n_days > 7 * data.run.n_weeks // 2
+    # Local days: history and future weeks, nothing outside them.
+    assert data.run.start_date <= first_day <= last_day < data.run.data_end
+    assert n_days > 7 * data.run.n_simulated_weeks // 2
+    n_future = conn.execute(
+        "SELECT count(*) FROM attempt WHERE attempted_at >= (%s::date)::timestamp AT TIME ZONE %s",
+        (data.run.history_end, timezone),
+    ).fetchone()[0]
+    assert n_future == data.n_attempts - len(data.history()) > 0
 
 
 def test_truth_tables_are_filled(conn: psycopg.Connection, data: SyntheticData) -> None:
     load(conn, data)
     run = conn.execute(
-        "SELECT seed, n_students, n_weeks, start_date, end_date, n_attempts, churn_coefficients FROM synthetic_run"
+        "SELECT seed, n_students, n_weeks, start_date, end_date, n_attempts, churn_coefficients,"
+        " future_weeks, history_end, timezone FROM synthetic_run"
     ).fetchone()
     assert run == (
         data.run.seed,
@@ -137,20 +140,45 @@ def test_truth_tables_are_filled(conn: psycopg.Connection, data: SyntheticData) 
         data.run.end_date,
         data.n_attempts,
         data.run.churn_coefficients,
+        2,
+        data.run.end_date,
+        "Asia/Seoul",
     )
     n_students, n_segments, n_churned, n_missing = conn.execute(
         "SELECT count(*), count(DISTINCT segment), count(churned_on),"
-        " count(*) FILTER (WHERE weekly_slope IS NULL OR churn_log_hazard IS NULL OR topic_breadth IS NULL)"
+        " count(*) FILTER (WHERE weekly_slope IS NULL OR churn_log_hazard IS NULL OR topic_breadth IS NULL"
+        "  OR exam_week IS NULL)"
         " FROM synthetic_truth_student"
     ).fetchone()
     assert (n_students, n_segments, n_missing) == (len(data.students), 4, 0)
     assert n_churned == int(data.truth_student["churned_on"].notna().sum())
-    # No attempt on or after a student's churn day.
+    # No attempt on or after a student's (local) churn day.
     late = conn.execute(
         "SELECT count(*) FROM attempt AS a JOIN synthetic_truth_student AS t USING (user_id)"
-        " WHERE a.attempt_date >= t.churned_on"
+        " WHERE (a.attempted_at AT TIME ZONE %s)::date >= t.churned_on",
+        (data.run.timezone,),
     ).fetchone()[0]
     assert late == 0
+    # The exam week is the Monday of the exam, and anomaly kinds match their factors.
+    assert conn.execute(
+        "SELECT count(*) FROM synthetic_truth_student AS t JOIN students AS s USING (user_id)"
+        " WHERE t.exam_week <> date_trunc('week', s.exam_date)::date"
+    ).fetchone() == (0,)
+    kinds = dict(
+        conn.execute(
+            "SELECT kind, count(*) FILTER (WHERE (kind = 'spike') = (activity_factor > 1))"
+            " FROM synthetic_truth_anomaly GROUP BY kind"
+        ).fetchall()
+    )
+    assert kinds == dict(data.truth_anomaly["kind"].value_counts())
+    # Every simulated week of every student; "active" is "not churned by the week's Monday".
+    n_weeks, n_rows, first_week, last_week, n_inconsistent = conn.execute(
+        "SELECT count(DISTINCT week_start), count(*), min(week_start), max(week_start),"
+        " count(*) FILTER (WHERE active <> (t.churned_on IS NULL OR t.churned_on > w.week_start))"
+        " FROM synthetic_truth_weekly AS w JOIN synthetic_truth_student AS t USING (user_id)"
+    ).fetchone()
+    assert (n_weeks, n_rows, n_inconsistent) == (8, 8 * len(data.students), 0)
+    assert (first_week, last_week) == (data.run.start_date, date(2026, 11, 30))
 
 
 def test_failed_load_leaves_previous_data(conn: psycopg.Connection, data: SyntheticData) -> None:

@@ -14,18 +14,22 @@ import pandas as pd
 import pytest
 
 from learning_analytics.synthetic import (
+    ACCURACY_BOUNDS,
     ANOMALY_RATE,
     CHURN_COEFFICIENTS,
-    CHURN_GAP_DAYS,
     DIP_FACTOR_RANGE,
     SEGMENTS,
     SPIKE_FACTOR_RANGE,
     SyntheticData,
     binary_copy_payload,
+    expected_accuracy,
     generate,
+    local_to_utc,
 )
 
 END_DATE = date(2026, 11, 23)
+#: Weeks simulated after END_DATE by the fixtures with a future.
+FUTURE_WEEKS = 8
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +44,21 @@ def large() -> SyntheticData:
     return generate(n_students=600, n_weeks=16, seed=11, end_date=END_DATE)
 
 
+@pytest.fixture(scope="module")
+def large_with_future() -> SyntheticData:
+    """The students of ``large`` (same seed), with 8 more weeks after END_DATE."""
+    return generate(n_students=600, n_weeks=16, seed=11, end_date=END_DATE, future_weeks=FUTURE_WEEKS)
+
+
+def local_time(data: SyntheticData) -> pd.Series:
+    """Every attempt's wall-clock time in the run's time zone (naive)."""
+    return data.attempts["attempted_at"].dt.tz_convert(data.run.timezone).dt.tz_localize(None)
+
+
 def attempts_by_day(data: SyntheticData) -> pd.DataFrame:
-    """Attempts with their day and week index in the simulated window."""
+    """Attempts with their local day and week index in the simulated data."""
     attempts = data.attempts.copy()
-    start = pd.Timestamp(data.run.start_date, tz="UTC")
-    attempts["day"] = (attempts["attempted_at"] - start).dt.days
+    attempts["day"] = (local_time(data).dt.normalize() - pd.Timestamp(data.run.start_date)).dt.days
     attempts["week"] = attempts["day"] // 7
     return attempts
 
@@ -149,8 +163,9 @@ def test_tables_are_consistent(data: SyntheticData) -> None:
     assert len(data.questions) >= 45 * len(data.topics)
     assert attempts["attempt_id"].tolist() == list(range(1, len(attempts) + 1))
     assert attempts["attempted_at"].is_monotonic_increasing
-    assert attempts["attempted_at"].min() >= pd.Timestamp(data.run.start_date, tz="UTC")
-    assert attempts["attempted_at"].max() < pd.Timestamp(data.run.end_date, tz="UTC")
+    local = local_time(data)
+    assert local.min() >= pd.Timestamp(data.run.start_date)
+    assert local.max() < pd.Timestamp(data.run.end_date)
     assert attempts["user_id"].isin(data.students["user_id"]).all()
     question_topic = data.questions.set_index("question_id")["topic_id"]
     assert (question_topic.loc[attempts["question_id"]].to_numpy() == attempts["topic_id"].to_numpy()).all()
@@ -159,7 +174,8 @@ def test_tables_are_consistent(data: SyntheticData) -> None:
     assert (students["signup_date"] <= data.run.start_date).all()
     assert (students["exam_date"] > data.run.end_date).all()
     assert students["accuracy_goal"].between(0.6, 0.9).all()
-    hours = attempts["attempted_at"].dt.hour
+    hours = local.dt.hour  # study hours are local (default Asia/Seoul)
+    assert data.run.timezone == "Asia/Seoul"
     assert hours.between(6, 23).all()
     assert hours.between(17, 22).mean() > 0.4  # evening study dominates
 
@@ -171,6 +187,10 @@ def test_bad_options_name_the_field() -> None:
         generate(0, 4, seed=1, end_date=END_DATE)
     with pytest.raises(ValueError, match="n_weeks"):
         generate(10, 0, seed=1, end_date=END_DATE)
+    with pytest.raises(ValueError, match="future_weeks"):
+        generate(10, 4, seed=1, end_date=END_DATE, future_weeks=-1)
+    with pytest.raises(ValueError, match="timezone"):
+        generate(10, 4, seed=1, end_date=END_DATE, timezone="Mars/Olympus_Mons")
 
 
 def test_per_student_ols_recovers_weekly_slope(data: SyntheticData) -> None:
@@ -208,12 +228,25 @@ def test_churned_students_stop_for_good(large: SyntheticData) -> None:
     churned = truth[truth["churned_on"].notna()]
     share = len(churned) / len(truth)
     assert 0.25 <= share <= 0.40
-    attempts = large.attempts.merge(churned[["user_id", "churned_on"]], on="user_id")
-    attempt_day = attempts["attempted_at"].dt.tz_localize(None).dt.normalize()
-    assert (attempt_day < attempts["churned_on"]).all()
-    last_churn = churned["churned_on"].max().date()
-    assert last_churn <= large.run.end_date - timedelta(days=CHURN_GAP_DAYS)
+    attempts = attempts_by_day(large).merge(churned[["user_id", "churned_on"]], on="user_id")
+    churn_day = (pd.to_datetime(attempts["churned_on"]) - pd.Timestamp(large.run.start_date)).dt.days
+    assert (attempts["day"] < churn_day).all()
     assert set(CHURN_COEFFICIENTS) == set(large.run.churn_coefficients)
+
+
+@pytest.mark.parametrize("fixture", ["large", "large_with_future"])
+def test_churn_also_starts_in_the_last_14_days(fixture: str, request: pytest.FixtureRequest) -> None:
+    """Students drift away right up to the end of the data, as real ones do.
+
+    ~390 of the 600 students are still studying two weeks before the end, at a median
+    daily hazard of ~0.003: ~15 expected churns in those 14 days (Poisson: P(< 5) ~1e-4).
+    The old generator suppressed churn there and gives 0.
+    """
+    data: SyntheticData = request.getfixturevalue(fixture)
+    churned_on = data.truth_student["churned_on"].dropna()
+    last_14_days = churned_on[churned_on >= data.run.data_end - timedelta(days=14)]
+    assert len(last_14_days) >= 5
+    assert churned_on.max() < data.run.data_end
 
 
 def test_higher_churn_hazard_churns_more(large: SyntheticData) -> None:
@@ -223,21 +256,29 @@ def test_higher_churn_hazard_churns_more(large: SyntheticData) -> None:
     assert churned[high].mean() > churned[~high].mean() + 0.15
 
 
-def test_anomaly_weeks_show_the_activity_change(large: SyntheticData) -> None:
-    anomalies = large.truth_anomaly
-    n_student_weeks = large.run.n_students * large.run.n_weeks
+@pytest.mark.parametrize("fixture", ["large", "large_with_future"])
+def test_anomaly_weeks_show_the_activity_change(fixture: str, request: pytest.FixtureRequest) -> None:
+    data: SyntheticData = request.getfixturevalue(fixture)
+    anomalies = data.truth_anomaly
+    n_student_weeks = data.run.n_students * data.run.n_simulated_weeks
     assert 0.5 * ANOMALY_RATE * n_student_weeks <= len(anomalies) <= 1.5 * ANOMALY_RATE * n_student_weeks
     assert not anomalies.duplicated(["user_id", "week_start"]).any()
     spikes = anomalies["activity_factor"] > 1
     assert anomalies.loc[spikes, "activity_factor"].between(*SPIKE_FACTOR_RANGE).all()
     assert anomalies.loc[~spikes, "activity_factor"].between(*DIP_FACTOR_RANGE).all()
-    # Only weeks the student is active throughout.
-    churned_on = large.truth_student.set_index("user_id")["churned_on"].loc[anomalies["user_id"]]
+    # The kind names the factor; both kinds are common (each anomaly is a spike with p = 0.5).
+    assert (anomalies["kind"] == np.where(spikes, "spike", "dip")).all()
+    assert 0.35 < spikes.mean() < 0.65
+    # Only weeks the student is active throughout, history and future alike.
+    churned_on = pd.to_datetime(data.truth_student.set_index("user_id")["churned_on"].loc[anomalies["user_id"]])
     week_end = pd.to_datetime(anomalies["week_start"]) + pd.Timedelta(days=7)
     assert (churned_on.isna().to_numpy() | (week_end.to_numpy() <= churned_on.to_numpy())).all()
+    assert (pd.to_datetime(anomalies["week_start"]) < pd.Timestamp(data.run.data_end)).all()
+    in_future = anomalies["week_start"] >= data.run.end_date
+    assert in_future.any() == (data.run.future_weeks > 0)
 
-    weekly = attempts_by_day(large).groupby(["user_id", "week"]).size()
-    start = pd.Timestamp(large.run.start_date)
+    weekly = attempts_by_day(data).groupby(["user_id", "week"]).size()
+    start = pd.Timestamp(data.run.start_date)
     anomaly_week = ((pd.to_datetime(anomalies["week_start"]) - start).dt.days // 7).to_numpy()
     typical = weekly.groupby("user_id").median()
     observed = np.array(
@@ -282,3 +323,202 @@ def test_binary_copy_payload_layout() -> None:
         (2).to_bytes(2, "big") + (8).to_bytes(4, "big") + (1).to_bytes(8, "big") + (1).to_bytes(4, "big") + b"\x01"
     )
     assert payload.itemsize == 2 + 12 + 5
+
+
+# --- future weeks ------------------------------------------------------------------------
+
+
+def test_run_records_history_end_future_and_clock(large_with_future: SyntheticData) -> None:
+    run = large_with_future.run
+    assert (run.n_weeks, run.future_weeks, run.n_simulated_weeks) == (16, FUTURE_WEEKS, 16 + FUTURE_WEEKS)
+    assert run.history_end == run.end_date == END_DATE
+    assert run.start_date == END_DATE - timedelta(weeks=16)
+    assert run.data_end == END_DATE + timedelta(weeks=FUTURE_WEEKS)
+    assert run.timezone == "Asia/Seoul"
+    local = local_time(large_with_future)
+    assert local.min() >= pd.Timestamp(run.start_date)
+    assert local.max() < pd.Timestamp(run.data_end)
+    assert (local >= pd.Timestamp(run.end_date)).mean() > 0.2  # the future holds attempts
+    history = large_with_future.history()
+    assert (local_time(large_with_future).loc[history.index] < pd.Timestamp(run.end_date)).all()
+    assert len(history) < large_with_future.n_attempts
+
+
+def test_future_weeks_keep_the_same_students(large: SyntheticData, large_with_future: SyntheticData) -> None:
+    """Same seed: same students, goals, exams, trajectories, habits and churn hazards;
+    a churn day inside the history is the same; students who studied to the end of the
+    history either churn in the future or study on."""
+    pd.testing.assert_frame_equal(large.students, large_with_future.students)
+    pd.testing.assert_frame_equal(large.questions, large_with_future.questions)
+    parameters = [column for column in large.truth_student.columns if column != "churned_on"]
+    pd.testing.assert_frame_equal(large.truth_student[parameters], large_with_future.truth_student[parameters])
+    before, after = large.truth_student["churned_on"], large_with_future.truth_student["churned_on"]
+    churned_in_history = before.notna()
+    assert (after[churned_in_history] == before[churned_in_history]).all()
+    assert (after[~churned_in_history].dropna() >= END_DATE).all()
+    assert after[~churned_in_history].notna().sum() > 20  # 8 more weeks of hazard
+
+
+def test_history_is_identical_in_distribution(large: SyntheticData, large_with_future: SyntheticData) -> None:
+    """Per history week, attempts per student and pooled accuracy of the run with a future
+    equal those of the run without one (same students, same rates; only the random draws
+    differ). Both have ~20k attempts a week from ~500 students with weekly counts of SD
+    ~40: the mean differs by ~2.5 attempts by chance, accuracy by ~0.005; a generator that
+    changed behaviour before the run date would shift both far more."""
+
+    def per_week(data: SyntheticData) -> pd.DataFrame:
+        attempts = attempts_by_day(data)
+        attempts = attempts[attempts["week"] < data.run.n_weeks]
+        return attempts.groupby("week").agg(n=("is_correct", "size"), accuracy=("is_correct", "mean"))
+
+    without, with_future = per_week(large), per_week(large_with_future)
+    assert list(with_future.index) == list(range(16))
+    relative_count = with_future["n"] / without["n"]
+    assert relative_count.between(0.9, 1.1).all(), relative_count
+    assert (with_future["accuracy"] - without["accuracy"]).abs().max() < 0.025
+    assert abs(with_future["n"].sum() / without["n"].sum() - 1) < 0.03
+
+
+def test_behaviour_continues_into_the_future(large_with_future: SyntheticData) -> None:
+    """After the run date students keep their habits: attempts per active student-week in
+    the future weeks match the history's, and accuracy keeps following the true trajectory."""
+    data = large_with_future
+    weekly = weekly_summary(data)
+    truth = data.truth_weekly.assign(
+        week=lambda t: (pd.to_datetime(t["week_start"]) - pd.Timestamp(data.run.start_date)).dt.days // 7
+    )
+    weekly = weekly.merge(truth[["user_id", "week", "expected_accuracy", "active"]], on=["user_id", "week"])
+    future = weekly["week"] >= data.run.n_weeks
+    # Active student-weeks with attempts: the median count is a habit, not a date.
+    history_median = weekly.loc[~future, "n_attempts"].median()
+    future_median = weekly.loc[future, "n_attempts"].median()
+    assert abs(future_median / history_median - 1) < 0.15
+    for part in (~future, future):
+        pooled_error = np.average(
+            weekly.loc[part, "accuracy"] - weekly.loc[part, "expected_accuracy"], weights=weekly.loc[part, "n_attempts"]
+        )
+        assert abs(pooled_error) < 0.01
+
+
+def test_truth_weekly_covers_every_simulated_week(large_with_future: SyntheticData) -> None:
+    data, run = large_with_future, large_with_future.run
+    weekly = data.truth_weekly
+    assert len(weekly) == run.n_students * run.n_simulated_weeks
+    assert not weekly.duplicated(["user_id", "week_start"]).any()
+    mondays = [run.start_date + timedelta(weeks=w) for w in range(run.n_simulated_weeks)]
+    assert sorted(weekly["week_start"].unique()) == mondays
+    assert mondays[run.n_weeks] == run.end_date and mondays[-1] == run.data_end - timedelta(weeks=1)
+    # The trajectory is the documented formula of the student's parameters.
+    truth = data.truth_student.set_index("user_id")
+    week = (pd.to_datetime(weekly["week_start"]) - pd.Timestamp(run.start_date)).dt.days.to_numpy() // 7
+    formula = np.clip(
+        truth.loc[weekly["user_id"], "base_accuracy"].to_numpy()
+        + truth.loc[weekly["user_id"], "weekly_slope"].to_numpy() * week,
+        *ACCURACY_BOUNDS,
+    )
+    np.testing.assert_allclose(weekly["expected_accuracy"], formula)
+    matrix = expected_accuracy(
+        truth["base_accuracy"].to_numpy(), truth["weekly_slope"].to_numpy(), run.n_simulated_weeks
+    )
+    np.testing.assert_allclose(weekly["expected_accuracy"], matrix.ravel())
+    # active = not churned by the week's Monday; nobody studies in an inactive week.
+    churned_on = truth.loc[weekly["user_id"], "churned_on"].to_numpy()
+    expected_active = [c is None or c > w for c, w in zip(churned_on, weekly["week_start"], strict=True)]
+    assert (weekly["active"].to_numpy() == np.array(expected_active)).all()
+    studied = weekly_summary(data)[["user_id", "week"]]
+    inactive = weekly.assign(week=week)[~weekly["active"]][["user_id", "week"]]
+    assert studied.merge(inactive).empty
+    assert (~weekly["active"]).any() and weekly["active"].mean() > 0.7
+
+
+def test_exam_week_is_the_monday_of_the_exam(large_with_future: SyntheticData) -> None:
+    data = large_with_future
+    exam = data.students.set_index("user_id")["exam_date"]
+    exam_week = data.truth_student.set_index("user_id")["exam_week"]
+    assert all(
+        week.weekday() == 0 and week <= day < week + timedelta(days=7)
+        for week, day in zip(exam_week, exam, strict=True)
+    )
+    # Exams stay three weeks to six months after the run date, so some fall in the future weeks.
+    assert exam.min() >= END_DATE + timedelta(days=21)
+    assert (exam < data.run.data_end).sum() > 50
+
+
+# --- the local clock -------------------------------------------------------------------
+
+
+def utc(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def test_local_clock_of_a_zone_without_dst() -> None:
+    """Asia/Seoul is UTC+9 all year: Monday 00:30 KST is Sunday 15:30 UTC, and a Sunday
+    23:30 KST attempt is in the local week before."""
+    first_day = date(2026, 11, 16)  # a Monday
+    days = np.array([6, 7, 7])  # Sunday 22nd, Monday 23rd, Monday 23rd
+    seconds = np.array([23 * 3600 + 1800, 1800, 8 * 3600 + 1800])
+    got = local_to_utc(first_day, days, seconds, "Asia/Seoul")
+    assert list(got) == [utc("2026-11-22 14:30"), utc("2026-11-22 15:30"), utc("2026-11-22 23:30")]
+
+
+def test_local_clock_across_berlin_dst_changes() -> None:
+    """Europe/Berlin: CET (+1) in winter, CEST (+2) in summer. On 2026-03-29 02:00-03:00 does
+    not exist (moved forward to 03:00 = 01:00 UTC); on 2026-10-25 02:00-03:00 happens twice
+    (the first, summer-time occurrence is taken). UTC never goes backwards."""
+    spring, autumn = date(2026, 3, 29), date(2026, 10, 25)
+    hours = np.array([1.5, 2.5, 3.0, 3.5, 20.0])
+    seconds = (hours * 3600).astype(np.int64)
+    zeros = np.zeros(len(hours), dtype=np.int64)
+    assert list(local_to_utc(spring, zeros, seconds, "Europe/Berlin")) == [
+        utc("2026-03-29 00:30"),
+        utc("2026-03-29 01:00"),
+        utc("2026-03-29 01:00"),
+        utc("2026-03-29 01:30"),
+        utc("2026-03-29 18:00"),
+    ]
+    assert list(local_to_utc(autumn, zeros, seconds, "Europe/Berlin")) == [
+        utc("2026-10-24 23:30"),
+        utc("2026-10-25 00:30"),
+        utc("2026-10-25 02:00"),
+        utc("2026-10-25 02:30"),
+        utc("2026-10-25 19:00"),
+    ]
+    # Over a whole year the offset is +1 in winter and +2 in summer.
+    days = np.arange(365)
+    noon = local_to_utc(date(2026, 1, 1), days, np.full(365, 12 * 3600), "Europe/Berlin")
+    offset_h = 12 - noon.dt.hour.to_numpy()
+    summer = (days >= (spring - date(2026, 1, 1)).days) & (days < (autumn - date(2026, 1, 1)).days)
+    assert (offset_h[summer] == 2).all() and (offset_h[~summer] == 1).all()
+
+
+def test_sessions_follow_the_local_clock() -> None:
+    """The time zone changes when an attempt happens, not what happens: same seed in UTC,
+    Seoul and Berlin (across its autumn change) gives the same attempts at the same local
+    wall-clock times, so local hours, days and weeks are those the students keep."""
+    in_utc = generate(80, 6, seed=5, end_date=date(2026, 11, 9), timezone="UTC")
+    for timezone in ("Asia/Seoul", "Europe/Berlin"):
+        local = generate(80, 6, seed=5, end_date=date(2026, 11, 9), timezone=timezone)
+        columns = ["user_id", "question_id", "is_correct", "time_spent_s"]
+        pd.testing.assert_frame_equal(local.attempts[columns], in_utc.attempts[columns])
+        pd.testing.assert_series_equal(local_time(local), local_time(in_utc))
+        pd.testing.assert_frame_equal(local.truth_weekly, in_utc.truth_weekly)
+    seoul = generate(80, 6, seed=5, end_date=date(2026, 11, 9), timezone="Asia/Seoul")
+    shift = in_utc.attempts["attempted_at"] - seoul.attempts["attempted_at"]
+    assert (shift == pd.Timedelta(hours=9)).all()
+    # The Berlin data span the 2026-10-25 change: summer attempts are 2 h, winter 1 h behind.
+    berlin = generate(80, 6, seed=5, end_date=date(2026, 11, 9), timezone="Europe/Berlin")
+    offset = local_time(berlin) - berlin.attempts["attempted_at"].dt.tz_localize(None)
+    summer = local_time(berlin) < pd.Timestamp("2026-10-25 02:00")
+    assert set(offset[summer]) == {pd.Timedelta(hours=2)} and set(offset[~summer]) == {pd.Timedelta(hours=1)}
+
+
+@pytest.mark.parametrize(("option", "value"), [("--timezone", "Mars/Olympus_Mons"), ("--future-weeks", "-2")])
+def test_command_line_rejects_bad_options_before_loading(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from learning_analytics.synthetic.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([option, value, "--students", "5", "--weeks", "2", "--dsn", "postgresql://nobody@127.0.0.1:1/none"])
+    assert exit_info.value.code == 2
+    assert option.lstrip("-").replace("-", "_") in capsys.readouterr().err

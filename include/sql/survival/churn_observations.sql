@@ -99,7 +99,11 @@ baseline_activity AS (
            count(*) AS n_attempts,
            avg(a.is_correct::integer) AS accuracy,
            count(DISTINCT a.attempt_date) AS active_days,
-           regr_slope(a.is_correct::integer, (a.attempt_date - o.baseline_start) / 7.0) AS accuracy_trend
+           -- Only with attempts on two days or more: on a single day regr_slope's float
+           -- accumulation can leave a tiny non-zero spread of x and return a slope of ~1e14.
+           CASE WHEN count(DISTINCT a.attempt_date) >= 2
+                THEN regr_slope(a.is_correct::integer, (a.attempt_date - o.baseline_start) / 7.0)
+           END AS accuracy_trend
     FROM observation AS o
     JOIN window_attempt AS a
       ON a.user_id = o.user_id

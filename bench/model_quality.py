@@ -58,7 +58,7 @@ def one_world(dsn: str, seed: int, args: argparse.Namespace, extra_conf: dict[st
     evaluation_date = RUN_DATE + timedelta(weeks=args.future_weeks)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(MODEL_TABLES)}")
-    data = synthetic.generate(args.students, args.weeks + args.future_weeks, seed, end_date=evaluation_date)
+    data = synthetic.generate(args.students, args.weeks, seed, end_date=RUN_DATE, future_weeks=args.future_weeks)
     synthetic.load(dsn, data)
     runs = [
         ("build_features_topic_daily", RUN_DATE, {"FEATURES_LOOKBACK_DAYS": 7 * args.weeks}),

@@ -21,8 +21,8 @@ source "$LOCAL_DIR/stack.env"
 cd "$REPO_ROOT"
 
 log "loading $STUDENTS synthetic students: $WEEKS weeks before $LOGICAL_DATE and $FUTURE_WEEKS after it"
-python -m learning_analytics.synthetic --students "$STUDENTS" --weeks "$((WEEKS + FUTURE_WEEKS))" --seed 42 \
-  --end-date "$EVALUATION_DATE"
+python -m learning_analytics.synthetic --students "$STUDENTS" --weeks "$WEEKS" --future-weeks "$FUTURE_WEEKS" \
+  --seed 42 --end-date "$LOGICAL_DATE"
 
 run_dag() {
   local dag_id="$1" run_date="$2" conf="$3" logfile="$LOCAL_DIR/logs/demo-$1-$2.log"

@@ -48,7 +48,7 @@ def evaluation_rows(conn: psycopg.Connection, evaluated_for: date) -> list[tuple
 
 @pytest.fixture(scope="module")
 def scenario(warehouse_uri: str, run_dag: Any) -> dict[str, Any]:
-    data = synthetic.generate(n_students=N_STUDENTS, n_weeks=HISTORY_WEEKS + FUTURE_WEEKS, seed=11, end_date=E)
+    data = synthetic.generate(N_STUDENTS, HISTORY_WEEKS, seed=11, end_date=T, future_weeks=FUTURE_WEEKS)
     with psycopg.connect(warehouse_uri, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(MODEL_TABLES)}")
     synthetic.load(warehouse_uri, data)

@@ -39,9 +39,11 @@ term_table <- function(covariates, interacted = character()) {
   do.call(rbind, rows)
 }
 
-# (start, stop] rows: split at `cut` when any term is period-specific.
+# (start, stop] rows: split at `cut` when any term is period-specific. Follow-up
+# starts just before 0 so that a row with time 0 is at risk at 0, as in Surv(time, event).
+follow_up_start <- -1e-6
 split_follow_up <- function(frame, cut) {
-  whole <- cbind(frame, start = 0, stop = frame$time, status = frame$event, late = 0)
+  whole <- cbind(frame, start = follow_up_start, stop = frame$time, status = frame$event, late = 0)
   if (is.null(cut)) {
     return(whole)
   }

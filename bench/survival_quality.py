@@ -153,13 +153,25 @@ def run_seed(seed: int, students: int) -> list[dict]:
         for model, column in (("landmark Cox (S)", "p_event"), ("days idle only", "idle_only"),
                               ("Kaplan-Meier", "kaplan_meier")):  # fmt: skip
             rows.append(
-                {"seed": seed, "population": population, "model": model,
-                 **metrics(subset[column].to_numpy(dtype=float), outcome)}  # fmt: skip
+                {
+                    "seed": seed,
+                    "population": population,
+                    "model": model,
+                    **metrics(subset[column].to_numpy(dtype=float), outcome),
+                }  # fmt: skip
             )
     fit = result["fit"]
     rows.append(
-        {"seed": seed, "population": "fit", "model": "held-out concordance", "n": fit["n"],
-         "rate": fit["n_events"] / fit["n"], "auc": fit["concordance"], "brier": float("nan"), "citl": float("nan")}  # fmt: skip
+        {
+            "seed": seed,
+            "population": "fit",
+            "model": "held-out concordance",
+            "n": fit["n"],
+            "rate": fit["n_events"] / fit["n"],
+            "auc": fit["concordance"],
+            "brier": float("nan"),
+            "citl": float("nan"),
+        }  # fmt: skip
     )
     return rows
 

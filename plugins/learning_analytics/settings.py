@@ -47,6 +47,7 @@ def platform_timezone(environ: Mapping[str, str] | None = None) -> str:
         ) from None
     return name
 
+
 _FALSE = {"0", "false", "no", "off"}
 
 

@@ -202,7 +202,9 @@ def set_platform_clock(conn: psycopg.Connection, timezone: str) -> bool:
     with conn.cursor() as cur:
         cur.execute("UPDATE platform_clock SET timezone = %s, updated_at = now()", (timezone,))
     conn.commit()
-    log.warning("platform clock changed from %s to %s: rebuild features and weekly KPI over the history", previous, timezone)
+    log.warning(
+        "platform clock changed from %s to %s: rebuild features and weekly KPI over the history", previous, timezone
+    )
     return True
 
 

@@ -70,9 +70,7 @@ def daily_window(run_date: date, days: int, timezone: str | None = None) -> RunW
     return RunWindow(run_date, run_date - timedelta(days=days), run_date, timezone or platform_timezone())
 
 
-def run_date_from_context(
-    context: Mapping[str, Any], now: datetime | None = None, timezone: str | None = None
-) -> date:
+def run_date_from_context(context: Mapping[str, Any], now: datetime | None = None, timezone: str | None = None) -> date:
     """The local date that keys a run: of its logical date, or of now for runs without one.
 
     Local on the platform's clock: the Monday 04:30 UTC run is Monday in Seoul (13:30)

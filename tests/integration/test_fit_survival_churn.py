@@ -301,12 +301,14 @@ def test_concordance_is_held_out_and_fails_for_a_model_that_knows_nothing(
 def test_a_lookback_without_events_is_recorded_as_skipped(synthetic_run: dict, db: psycopg.Connection, run_dag) -> None:
     """A 28-day lookback holds only the run's own landmark (no follow-up, so no event seen)."""
     run_date = TEST_LOGICAL_DATE - timedelta(days=1)
-    result = run_dag(DAG_ID, logical_date=run_date, conf={"SURVIVAL_LOOKBACK_DAYS": 28, "SURVIVAL_HORIZON_DAYS": 7})
+    conf = {"SURVIVAL_LOOKBACK_DAYS": 28, "SURVIVAL_HORIZON_DAYS": 7, "SURVIVAL_EVENT_THRESHOLD_DAYS": 10}
+    result = run_dag(DAG_ID, logical_date=run_date, conf=conf)
     assert result.succeeded, result.output[-5000:]
     meta = meta_row(db, run_date)
     assert meta["status"] == "skipped" and meta["model_id"] is None
     assert meta["message"].startswith("too few churn events to fit: 0 in 0 student-landmarks")
-    assert meta["settings"]["SURVIVAL_LOOKBACK_DAYS"] == 28 and meta["settings"]["SURVIVAL_HORIZON_DAYS"] == 7
+    assert {name: meta["settings"][name] for name in conf} == conf
+    assert meta["sizes"]["n_churned"] > 0  # idle for 10 days now counts as churned
     counts = fetch_all(
         db,
         "SELECT (SELECT count(*) FROM survival_risk WHERE run_date = %(d)s),"
@@ -377,3 +379,31 @@ def test_update_kpi_false_leaves_weekly_kpi_s_untouched(synthetic_run: dict, db:
         db, "SELECT count(*) FROM survival_active_risk WHERE run_date = %s", (TEST_LOGICAL_DATE,)
     )
     assert n_scored == meta["sizes"]["n_active"] + meta["sizes"]["n_churned"] > 100
+
+
+def test_a_persist_that_fails_half_way_leaves_every_table_unchanged(
+    synthetic_run: dict, db: psycopg.Connection, run_dag
+) -> None:
+    """The meta row is written last: a constraint that rejects it makes the run fail after
+    survival_risk, survival_active_risk and weekly_kpi.s were written inside the transaction,
+    and every one of them must be as before (one transaction, rolled back)."""
+    tables = {
+        "survival_risk": "SELECT * FROM survival_risk ORDER BY run_date, user_id, landmark_day",
+        "survival_active_risk": "SELECT * FROM survival_active_risk ORDER BY run_date, user_id",
+        "weekly_kpi.s": "SELECT user_id, week_start, s, s_run_date FROM weekly_kpi ORDER BY user_id, week_start",
+        "survival_fit_meta": "SELECT run_date, status, model_id, n FROM survival_fit_meta ORDER BY run_date",
+    }
+    # A rerun with other settings would change every table if it were committed.
+    db.execute("UPDATE weekly_kpi SET s = 0.5 WHERE s_run_date = %s", (TEST_LOGICAL_DATE,))
+    before = {name: fetch_all(db, query) for name, query in tables.items()}
+    db.execute(
+        "ALTER TABLE survival_fit_meta ADD CONSTRAINT reject_test_run"
+        f" CHECK (run_date <> '{TEST_LOGICAL_DATE}') NOT VALID"
+    )
+    try:
+        result = run_dag(DAG_ID, conf={"SURVIVAL_HORIZON_DAYS": 10}, env={"LA_TASK_RETRIES": "0"})
+    finally:
+        db.execute("ALTER TABLE survival_fit_meta DROP CONSTRAINT reject_test_run")
+    assert not result.succeeded
+    assert "reject_test_run" in result.output
+    assert {name: fetch_all(db, query) for name, query in tables.items()} == before

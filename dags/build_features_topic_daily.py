@@ -16,10 +16,11 @@ DOC_MD = """
 ### Daily topic features
 
 Aggregates the `attempt` view into **`features_topic_daily`**: one row per student,
-topic and UTC day with attempts, correct answers, accuracy, time spent and the mean
+topic and local day (platform clock `LA_TIMEZONE`, default Asia/Seoul) with attempts, correct answers, accuracy, time spent and the mean
 difficulty of the questions tried. Feeds `cluster_segments`.
 
-* **Window**: the `FEATURES_LOOKBACK_DAYS` days before the logical date (default 3,
+* **Window**: the `FEATURES_LOOKBACK_DAYS` local days before the run date (the local date
+  of the logical date; 03:00 UTC is 12:00 in Seoul) (default 3,
   so late-arriving attempts are picked up). A backfill over a long period: trigger
   with a larger `FEATURES_LOOKBACK_DAYS`.
 * **Idempotent**: the window's days are deleted and rebuilt in one transaction.

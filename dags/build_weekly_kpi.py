@@ -15,14 +15,15 @@ from learning_analytics.windows import run_date_from_context
 DOC_MD = """
 ### Weekly KPI
 
-Builds **`weekly_kpi`**, one row per student and ISO week (Monday, UTC), from the
+Builds **`weekly_kpi`**, one row per student and week (Monday 00:00 on the platform
+clock `LA_TIMEZONE`, default Asia/Seoul), from the
 `attempt` view: attempts, correct, accuracy, active days, time spent and the
 learning index
 
-`I_t = 100 * accuracy_t * ln(1 + attempts_t) / ln(201)`
+`I_t = 100 * accuracy_t * min(1, ln(1 + attempts_t) / ln(201))`
 
-(accuracy weighted by log-effort; 200 attempts at 100% is 100; 0 in a week without
-attempts). A student has a row for every week from their first attempt to their
+(accuracy weighted by log-effort capped at 200 attempts: I_t is in [0, 100]; 0 in a
+week without attempts). A student has a row for every week from their first attempt to their
 exam week, so inactive weeks are visible to the models.
 
 `P` = probability of reaching the accuracy goal at the target week (the exam week,
@@ -31,7 +32,8 @@ simple estimate (a least-squares line through the last `KPI_P_HISTORY_WEEKS` wee
 with `true`, P comes from the latest converged `fit_bayesian_growth` run where one
 exists (`p_source` says which). `S` is written by `fit_survival_churn` and kept.
 
-* **Schedule**: Mondays 04:00 UTC, before `fit_bayesian_growth` (04:30).
+* **Schedule**: Mondays 04:00 UTC (13:00 in Seoul, after the local week closed), before
+  `fit_bayesian_growth` (04:30). The run date is the local date of the logical date.
 * **Window**: the `KPI_LOOKBACK_WEEKS` complete weeks before the logical date.
 * **Idempotent**: rows of the window are upserted in one transaction.
 * SQL: `include/sql/kpi/weekly_kpi.sql`; details in `docs/metrics.md`.

@@ -10,7 +10,7 @@ import logging
 from datetime import date, timedelta
 
 from learning_analytics.settings import FeaturesSettings, KpiSettings
-from learning_analytics.warehouse import Warehouse
+from learning_analytics.warehouse import Warehouse, require_platform_clock
 from learning_analytics.windows import RunWindow, daily_window, weekly_window
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def kpi_window(run_date: date, settings: KpiSettings) -> RunWindow:
 def build_features_topic_daily(warehouse: Warehouse, window: RunWindow) -> int:
     """Replace ``features_topic_daily`` rows of the window's days; return rows written."""
     with warehouse.transaction() as tx:
+        require_platform_clock(tx.conn, window.timezone)
         written = tx.execute_file("kpi/features_topic_daily.sql", window.as_sql_params())
     log.info("features_topic_daily: %s rows for %s .. %s", written, window.start, window.end)
     return written
@@ -64,6 +65,7 @@ def build_weekly_kpi(warehouse: Warehouse, window: RunWindow, settings: KpiSetti
         "metrics_use_bayesian": settings.metrics_use_bayesian,
     }
     with warehouse.transaction() as tx:
+        require_platform_clock(tx.conn, window.timezone)
         written = tx.execute_file("kpi/weekly_kpi.sql", params)
     log.info(
         "weekly_kpi: %s student-weeks for %s .. %s (P from %s)",

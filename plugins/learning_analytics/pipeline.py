@@ -38,7 +38,7 @@ from airflow.sdk.definitions.dag import DAG
 
 from learning_analytics.k8s import FIT_EXECUTOR_CONFIG, WAREHOUSE_EXECUTOR_CONFIG
 from learning_analytics.r_service import RServiceHook, RServiceUnavailableError, idempotency_key
-from learning_analytics.settings import ModelSettings
+from learning_analytics.settings import ModelSettings, platform_timezone
 from learning_analytics.staging import RunStaging, read_frame, read_json
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction
 from learning_analytics.windows import RunWindow, run_date_from_context
@@ -80,7 +80,9 @@ def standard_dag_args(settings_cls: type[ModelSettings], *, tags: Sequence[str],
 
     dag_id and schedule come from the settings class (one place, checked against the
     spec by the DAG-integrity test); the trigger form shows every setting as a Param.
+    An unknown ``LA_TIMEZONE`` fails here, when the DAG file is parsed.
     """
+    platform_timezone()
     return {
         "dag_id": settings_cls.dag_id,
         "schedule": settings_cls.schedule,
@@ -279,7 +281,9 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             log.info(
                 "window %s .. %s (exclusive), settings %s", run.window.start, run.window.end, run.settings.as_dict()
             )
-            extracted = pipeline.extract(Warehouse(), run)
+            warehouse = Warehouse()
+            warehouse.require_clock(run.window.timezone)
+            extracted = pipeline.extract(warehouse, run)
             staging = RunStaging(run.dag_id, run.run_id)
             shards = [
                 {"shard_uri": staging.write_frame(f"shard-{index:04d}", shard), "shard_index": index}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -20,6 +21,33 @@ from typing import Any, ClassVar, Self
 from airflow.sdk import Param
 
 _TRUE = {"1", "true", "yes", "on"}
+
+#: Environment variable of the platform's clock, and its default.
+TIMEZONE_ENV = "LA_TIMEZONE"
+DEFAULT_TIMEZONE = "Asia/Seoul"
+
+
+def platform_timezone(environ: Mapping[str, str] | None = None) -> str:
+    """The platform's clock: the IANA time zone (``LA_TIMEZONE``) whose days and weeks
+    (Monday 00:00 local) every metric and model uses.
+
+    Platform-wide, not a DAG Param: every table's days and weeks must be on one clock, so
+    one run on another clock would mix weeks. Checked when a DAG file is parsed and
+    again when a run starts.
+
+    :raises ValueError: naming ``LA_TIMEZONE`` when the name is not a known time zone.
+    """
+    environ = os.environ if environ is None else environ
+    name = environ.get(TIMEZONE_ENV, DEFAULT_TIMEZONE).strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{TIMEZONE_ENV}: {name!r} is not a known IANA time zone name (e.g. Asia/Seoul, Europe/Berlin, UTC)"
+        ) from None
+    return name
+
+
 _FALSE = {"0", "false", "no", "off"}
 
 

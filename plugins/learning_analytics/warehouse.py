@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from learning_analytics.paths import MIGRATIONS_DIR, read_sql
+from learning_analytics.settings import TIMEZONE_ENV, platform_timezone
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,56 @@ class WarehouseTransaction:
         return updated
 
 
+class ClockMismatchError(RuntimeError):
+    """The warehouse's clock (``platform_clock``) is not the run's ``LA_TIMEZONE``."""
+
+
+def warehouse_timezone(conn: psycopg.Connection) -> str:
+    """The zone of ``platform_clock``: the clock of the ``attempt`` view's ``attempt_date``."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT timezone FROM platform_clock")
+        row = cur.fetchone()
+    if row is None:
+        raise ClockMismatchError("platform_clock is empty: run `python -m learning_analytics.warehouse migrate`")
+    return row[0]
+
+
+def set_platform_clock(conn: psycopg.Connection, timezone: str) -> bool:
+    """Make ``timezone`` the warehouse's clock; return whether it changed (committed).
+
+    Days and weeks already built on the old clock are not rebuilt here: after a change,
+    rebuild ``features_topic_daily`` and ``weekly_kpi`` over the history (backfill).
+    """
+    previous = warehouse_timezone(conn)
+    if previous == timezone:
+        return False
+    with conn.cursor() as cur:
+        cur.execute("UPDATE platform_clock SET timezone = %s, updated_at = now()", (timezone,))
+    conn.commit()
+    log.warning(
+        "platform clock changed from %s to %s: rebuild features and weekly KPI over the history", previous, timezone
+    )
+    return True
+
+
+def require_platform_clock(conn: psycopg.Connection, timezone: str) -> None:
+    """Fail unless the warehouse's clock is ``timezone`` (a run's ``LA_TIMEZONE``).
+
+    The ``attempt`` view computes ``attempt_date`` on the warehouse's clock and the SQL
+    files put window bounds on the run's: both must be the same zone.
+
+    :raises ClockMismatchError: naming both zones and how to switch.
+    """
+    current = warehouse_timezone(conn)
+    if current != timezone:
+        raise ClockMismatchError(
+            f"{TIMEZONE_ENV} is {timezone!r} but the warehouse's clock (platform_clock) is {current!r}: "
+            f"set {TIMEZONE_ENV} back, or switch the warehouse with "
+            f"`{TIMEZONE_ENV}={timezone} python -m learning_analytics.warehouse migrate --dsn ...` "
+            "and rebuild features and weekly KPI over the history"
+        )
+
+
 class Warehouse:
     """The analytics warehouse behind an Airflow Postgres connection.
 
@@ -287,6 +338,14 @@ class Warehouse:
                 conn.rollback()
             log.error("warehouse transaction rolled back; nothing was written")
             raise
+        finally:
+            conn.close()
+
+    def require_clock(self, timezone: str) -> None:
+        """:func:`require_platform_clock` on this warehouse (called at the start of every run)."""
+        conn = self.connect()
+        try:
+            require_platform_clock(conn, timezone)
         finally:
             conn.close()
 
@@ -390,15 +449,21 @@ def dsn_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Apply the warehouse migrations in include/sql/migrations.")
+    parser = argparse.ArgumentParser(
+        description="Apply the warehouse migrations in include/sql/migrations and set the platform clock "
+        f"({TIMEZONE_ENV}, default Asia/Seoul)."
+    )
     parser.add_argument("command", choices=["migrate"])
     add_dsn_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    timezone = platform_timezone()
     with psycopg.connect(dsn_from_args(parser, args)) as conn:
         apply_session_limits(conn)
         applied = apply_migrations(conn)
+        changed = set_platform_clock(conn, timezone)
     print(f"migrations: {len(applied)} applied ({', '.join(applied) or 'schema up to date'})")
+    print(f"platform clock: {timezone}{' (changed)' if changed else ''}")
 
 
 if __name__ == "__main__":

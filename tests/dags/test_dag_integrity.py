@@ -71,3 +71,12 @@ def test_params_are_the_settings_with_env_defaults(dagbag: DagBag, settings_cls)
         assert isinstance(param, Param)
         assert param.value == value, f"{settings_cls.dag_id}.{name}: Param default {param.value!r} != env {value!r}"
         assert param.description, f"{settings_cls.dag_id}.{name}: Param without description"
+
+
+def test_an_unknown_time_zone_fails_every_dag_at_parse_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LA_TIMEZONE", "Asia/Seul")
+    broken = DagBag(dag_folder=DAGS_DIR, safe_mode=False)
+    assert not broken.dags
+    assert len(broken.import_errors) == len(list(DAGS_DIR.glob("*.py")))
+    for error in broken.import_errors.values():
+        assert "LA_TIMEZONE: 'Asia/Seul' is not a known IANA time zone name" in error

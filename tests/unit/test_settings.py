@@ -81,3 +81,13 @@ def test_every_setting_is_documented_and_uniquely_named_per_dag() -> None:
         names = [spec.name for spec in settings_cls.specs()]
         assert len(names) == len(set(names)), settings_cls
         assert all(spec.description for spec in settings_cls.specs()), settings_cls
+
+
+def test_platform_timezone_defaults_to_seoul_and_rejects_unknown_names() -> None:
+    from learning_analytics.settings import platform_timezone
+
+    assert platform_timezone({}) == "Asia/Seoul"
+    assert platform_timezone({"LA_TIMEZONE": "Europe/Berlin"}) == "Europe/Berlin"
+    for bad in ("Asia/Seul", "KST", "", "../etc/passwd"):
+        with pytest.raises(ValueError, match=r"LA_TIMEZONE: .* is not a known IANA time zone name"):
+            platform_timezone({"LA_TIMEZONE": bad})

@@ -6,7 +6,8 @@
 -- taken over active weeks so that a student who stopped studying part-way through
 -- the window is described by how they studied, not by when they stopped.
 -- weekly_kpi gives accuracy, trend, I_t, active days and time; features_topic_daily
--- gives the topic mix, attempts per study day and the weekend share. A feature is
+-- gives the topic mix, attempts per study day and the weekend share (Saturday and Sunday
+-- local time: features_topic_daily.day is the local day on the platform clock). A feature is
 -- NULL only when features_topic_daily lacks the student's days (not built yet), or
 -- the trend when the student has a single active week.
 WITH kpi AS (

@@ -1,6 +1,6 @@
 -- Weekly accuracy per student over the growth window, aggregated from the attempt view.
 -- Parameters: window_start, window_end (Mondays, end exclusive), n_weeks,
--- goal_horizon_weeks, min_weekly_attempts.
+-- goal_horizon_weeks, min_weekly_attempts, tz (the platform clock: local weeks).
 --
 -- week        0 = the window's first week (sent to brms as is).
 -- goal        the student's accuracy goal.
@@ -21,8 +21,8 @@ SELECT a.user_id,
        ) AS target_week
 FROM attempt AS a
 JOIN students AS s USING (user_id)
-WHERE a.attempted_at >= (%(window_start)s::date)::timestamp AT TIME ZONE 'UTC'
-  AND a.attempted_at <  (%(window_end)s::date)::timestamp AT TIME ZONE 'UTC'
+WHERE a.attempted_at >= (%(window_start)s::date)::timestamp AT TIME ZONE %(tz)s
+  AND a.attempted_at <  (%(window_end)s::date)::timestamp AT TIME ZONE %(tz)s
 GROUP BY a.user_id, 2, s.accuracy_goal, s.exam_date
 HAVING count(*) >= %(min_weekly_attempts)s
 ORDER BY a.user_id, week;

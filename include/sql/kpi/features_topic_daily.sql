@@ -1,5 +1,6 @@
 -- Rebuild features_topic_daily for the days [window_start, window_end).
--- Parameters: window_start, window_end (dates, UTC days), run_date.
+-- Parameters: window_start, window_end (local dates), run_date, tz (the platform clock, LA_TIMEZONE).
+-- day = attempt.attempt_date, the local calendar day.
 DELETE FROM features_topic_daily
 WHERE day >= %(window_start)s AND day < %(window_end)s;
 
@@ -17,6 +18,6 @@ SELECT a.user_id,
        %(run_date)s
 FROM attempt AS a
 JOIN questions AS q USING (question_id)
-WHERE a.attempted_at >= (%(window_start)s::date)::timestamp AT TIME ZONE 'UTC'
-  AND a.attempted_at <  (%(window_end)s::date)::timestamp AT TIME ZONE 'UTC'
+WHERE a.attempted_at >= (%(window_start)s::date)::timestamp AT TIME ZONE %(tz)s
+  AND a.attempted_at <  (%(window_end)s::date)::timestamp AT TIME ZONE %(tz)s
 GROUP BY a.user_id, a.topic_id, a.attempt_date;

@@ -1,6 +1,7 @@
 -- Rebuild weekly_kpi activity columns and P for the weeks [window_start, window_end).
 -- Parameters: window_start, window_end (Mondays), run_date, p_history_weeks,
--- goal_horizon_weeks, metrics_use_bayesian.
+-- goal_horizon_weeks, metrics_use_bayesian, tz (the platform clock, LA_TIMEZONE: weeks
+-- start on Monday 00:00 local time).
 --
 -- A student has a row for every week from the week of their first attempt until
 -- their exam week (inactive weeks included: I_t = 0 is a signal for the models).
@@ -12,11 +13,11 @@ WITH weeks AS (
 ),
 enrolled AS (
     SELECT s.user_id,
-           date_trunc('week', min(a.attempted_at AT TIME ZONE 'UTC'))::date AS first_week,
+           date_trunc('week', min(a.attempted_at AT TIME ZONE %(tz)s))::date AS first_week,
            date_trunc('week', s.exam_date)::date AS exam_week
     FROM students AS s
     JOIN attempt AS a USING (user_id)
-    WHERE a.attempted_at < (%(window_end)s::date)::timestamp AT TIME ZONE 'UTC'
+    WHERE a.attempted_at < (%(window_end)s::date)::timestamp AT TIME ZONE %(tz)s
     GROUP BY s.user_id, s.exam_date
 ),
 activity AS (
@@ -27,8 +28,8 @@ activity AS (
            count(DISTINCT a.attempt_date) AS active_days,
            sum(a.time_spent_s) AS time_spent_s
     FROM attempt AS a
-    WHERE a.attempted_at >= (%(window_start)s::date)::timestamp AT TIME ZONE 'UTC'
-      AND a.attempted_at <  (%(window_end)s::date)::timestamp AT TIME ZONE 'UTC'
+    WHERE a.attempted_at >= (%(window_start)s::date)::timestamp AT TIME ZONE %(tz)s
+      AND a.attempted_at <  (%(window_end)s::date)::timestamp AT TIME ZONE %(tz)s
     GROUP BY 1, 2
 )
 SELECT e.user_id,
@@ -38,9 +39,10 @@ SELECT e.user_id,
        act.n_correct::double precision / nullif(act.n_attempts, 0) AS accuracy,
        coalesce(act.active_days, 0)::smallint AS active_days,
        coalesce(act.time_spent_s, 0)::bigint AS time_spent_s,
-       -- Learning index: accuracy times log-effort, scaled so that 200 attempts a
-       -- week at 100%% accuracy is 100. Zero without attempts. See docs/metrics.md.
-       coalesce(100.0 * act.n_correct / nullif(act.n_attempts, 0) * ln(1 + act.n_attempts) / ln(201), 0) AS i_t
+       -- Learning index: accuracy times log-effort, the effort capped at 200 attempts a
+       -- week, so I_t is in [0, 100] (100 = 200+ attempts at 100%%). Zero without
+       -- attempts. See docs/metrics.md.
+       coalesce(100.0 * act.n_correct / nullif(act.n_attempts, 0) * least(1, ln(1 + act.n_attempts) / ln(201)), 0) AS i_t
 FROM enrolled AS e
 JOIN weeks AS w ON w.week_start >= e.first_week AND w.week_start <= e.exam_week
 LEFT JOIN activity AS act ON act.user_id = e.user_id AND act.week_start = w.week_start;

@@ -37,12 +37,18 @@ SELECT 'prophet_forecast', count(*), format('%%s students x %%s weeks ahead', co
 FROM prophet_forecast WHERE run_date = %(run_date)s
 UNION ALL
 SELECT 'survival_fit_meta', count(*),
-       coalesce(max(format('n %%s, %%s events, concordance %%s, covariates %%s', n, n_events, round(concordance::numeric, 3),
-                           array_to_string(covariates, ', '))), 'no run')
+       coalesce(max(CASE WHEN status = 'skipped' THEN 'skipped: ' || message
+                    ELSE format('%%s student-landmarks, %%s events, held-out concordance %%s (in sample %%s), time interactions: %%s',
+                                n, n_events, round(concordance::numeric, 3), round(concordance_in_sample::numeric, 3),
+                                coalesce((SELECT string_agg(a ->> 'covariate', ', ') FROM jsonb_array_elements(ph_actions) AS a), 'none'))
+                    END), 'no run')
 FROM survival_fit_meta WHERE run_date = %(run_date)s
 UNION ALL
-SELECT 'survival_risk', count(*), format('mean 14-day churn probability %%s', round(avg(p_event)::numeric, 3))
-FROM survival_risk WHERE run_date = %(run_date)s
+SELECT 'survival_active_risk', count(*),
+       format('%%s churned already (S = 1); mean S of the %%s others %%s',
+              count(*) FILTER (WHERE status = 'churned'), count(*) FILTER (WHERE status = 'active'),
+              round(avg(p_event) FILTER (WHERE status = 'active')::numeric, 3))
+FROM survival_active_risk WHERE run_date = %(run_date)s
 UNION ALL
 SELECT 'user_segment', count(*), format('%%s segments', count(DISTINCT segment))
 FROM user_segment WHERE run_date = %(run_date)s

@@ -112,7 +112,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "weekend_share",
-        "share of attempts made on Saturdays and Sundays (UTC)",
+        "share of attempts made on Saturdays and Sundays (local time, LA_TIMEZONE)",
         "weekend-heavy",
         "weekday-focused",
     ),

@@ -1,27 +1,25 @@
-"""Survival: Cox model of the time until a student starts a long study gap (churn).
+"""Survival: landmark Cox model of a student's risk of a long study gap (churn).
 
 Model (r-forecast-plumber ``/survival/fit``): ``Surv(time, event) ~ covariates``,
-Efron ties. Definitions (full text and rationale in ``docs/survival.md``):
+Efron ties, on landmark rows. Definitions (full text and rationale in ``docs/survival.md``):
 
-* **churn** (the event) starts on the first day of a student's first gap of at least
-  ``SURVIVAL_EVENT_THRESHOLD_DAYS`` (T) UTC days without any attempt;
-* **time origin** is a landmark: the last day of a :data:`BASELINE_DAYS`-day baseline
-  that begins on the student's first active day in the window. Covariates are measured
-  over the baseline only, so nothing that happens after time 0 (in particular the gap
-  itself) leaks into them; students who churned within their baseline are not at risk
-  at time 0 and are left out of the fit;
-* **time** is ``churn_start - origin_day`` in days (event = 1), or censored at
-  ``(window_end - T) - origin_day``: a gap starting later cannot yet be T days long
-  inside the window.
+* **churn** (the event) is the completion of a gap of ``SURVIVAL_EVENT_THRESHOLD_DAYS``
+  (T) local days without any attempt (its T-th idle day);
+* **landmarks** are the days ``L = W - 1 - 7k`` of the window (W = the run date) whose
+  :data:`BASELINE_DAYS`-day baseline lies inside the window; time 0 is the end of day L.
+  Every student not churned at L (idle fewer than T days) is a row, with covariates
+  measured over the baseline and **days idle** (``L - last active day``) among them;
+* **time** is the days from L to the first churn completion, within
+  ``SURVIVAL_HORIZON_DAYS`` (H) and the window (event = 1), otherwise censored there.
 
-The currently active students (an attempt in the window's last T days, i.e. not
-churned at the window end) are scored with ``/survival/predict`` on the same covariates
-measured over the window's last baseline period, time 0 being the window's last day:
-their ``p_event`` is the probability that a churn gap starts within
-``SURVIVAL_HORIZON_DAYS`` days, and that is what ``weekly_kpi.s`` holds.
+The students seen in the window are then scored at ``L = W - 1``: a student already idle
+for T days is ``churned`` (S = 1); the others get ``p_event`` = P(a T-day gap completes
+within H days | covariates, days idle) from ``/survival/predict``, and that is what
+``weekly_kpi.s`` holds. ``p_event`` never decreases with days idle: the service holds
+the effects of ``days_idle`` and ``missed_active_days`` non-negative (:data:`MONOTONE`).
 
-One shard: the Cox partial likelihood couples every student, so the whole population
-is fitted in one request (a fit of 10k students takes seconds).
+One shard: the Cox partial likelihood couples every row, so the whole population is
+fitted in one request (a fit of 10k students x 9 landmarks takes seconds).
 """
 
 from __future__ import annotations
@@ -48,10 +46,10 @@ from learning_analytics.windows import RunWindow, daily_window, week_start
 
 log = logging.getLogger(__name__)
 
-#: Days over which covariates are measured, before time 0. Four weeks: long enough for
-#: a trend of accuracy and of weekly I_t (four ISO weeks) to be measured, short enough
-#: to leave most of a 90-day window for follow-up. Never shorter than the event
-#: threshold, so every currently active student has baseline attempts.
+#: Days over which covariates are measured, up to a landmark. Four weeks: long enough
+#: for a trend of accuracy and of weekly I_t (four weeks) to be measured, short enough
+#: to leave most of a 90-day window for landmarks. Never shorter than the event
+#: threshold, so every student not yet churned has baseline attempts.
 BASELINE_DAYS = 28
 #: Fewer events than this and the run is skipped: a Cox fit of six covariates on a
 #: handful of events is noise, and writing it into weekly_kpi.s would mislead.
@@ -64,15 +62,20 @@ COVARIATES: tuple[str, ...] = (
     "active_days_per_week",
     "accuracy_trend",
     "i_t_trend",
+    "days_idle",
+    "missed_active_days",
 )
-#: Statuses of the fit rows (see include/sql/survival/churn_observations.sql).
-FIT_STATUSES: tuple[str, ...] = ("at_risk", "churned_in_baseline", "short_follow_up")
+#: Covariates whose effect the service holds non-negative, so that S never decreases
+#: as days idle grow (both grow with days idle, other things equal).
+MONOTONE: tuple[str, ...] = ("days_idle", "missed_active_days")
 
-RISK_COLUMNS = ["run_date", "user_id", "time_days", "event", "risk_score", "p_event"]
+RISK_COLUMNS = ["run_date", "user_id", "landmark_day", "days_idle", "time_days", "event", "risk_score", "p_event"]
 ACTIVE_RISK_COLUMNS = [
     "run_date",
     "user_id",
+    "status",
     "last_active_day",
+    "days_idle",
     "covariates",
     "risk_score",
     "p_event",
@@ -80,41 +83,44 @@ ACTIVE_RISK_COLUMNS = [
 KPI_COLUMNS = ["user_id", "week_start", "s", "s_run_date"]
 
 DOC_MD = f"""
-### Survival: 14-day churn risk
+### Survival: 14-day churn risk, given what we know today
 
-How likely is each student to stop studying, i.e. to start a gap of at least
-`SURVIVAL_EVENT_THRESHOLD_DAYS` days without any attempt? Fits a Cox proportional-hazards
-model (`/survival/fit` on **r-forecast-plumber**, Efron ties) on every student of the window,
-then scores the students still active with `/survival/predict`.
+How likely is each student to be (or become) idle for `SURVIVAL_EVENT_THRESHOLD_DAYS` days
+within `SURVIVAL_HORIZON_DAYS` days? A **landmark Cox model** (`/survival/fit` on
+**r-forecast-plumber**, Efron ties) fitted on weekly landmarks of the window, then the
+students of the window are scored at the run date with `/survival/predict`.
 
-**Window**: the `SURVIVAL_LOOKBACK_DAYS` days before the logical date (daily at 05:00 UTC).
-**Time 0** is the last day of a {BASELINE_DAYS}-day baseline starting on the student's first
-active day in the window; **covariates** (`{"`, `".join(COVARIATES)}`) are measured over the
-baseline only; **churn** starts on the first day of the first gap of at least
-`SURVIVAL_EVENT_THRESHOLD_DAYS` days; students are censored when a gap could no longer be
-that long inside the window. Students who churned inside their baseline, or started too
-late for any follow-up, are counted but not fitted. Full definitions: `docs/survival.md`.
+**Window**: the `SURVIVAL_LOOKBACK_DAYS` local days before the logical date (daily at
+05:00 UTC = 14:00 in Seoul; days on the platform clock `LA_TIMEZONE`).
+**Landmarks** every 7 days back from the day before the logical date; at each, every student
+not yet churned is a row: **covariates** (`{"`, `".join(COVARIATES)}`) over the {BASELINE_DAYS}
+days up to it, among them **days idle**; **event** = a gap of
+`SURVIVAL_EVENT_THRESHOLD_DAYS` idle days completes within the horizon. Proportional hazards
+are tested (`cox.zph`); a covariate with p < 0.01 gets separate effects before and after
+the median event time. The effects of `{"`, `".join(MONOTONE)}` are held non-negative, so
+S never decreases as days idle grow. Full definitions: `docs/survival.md`.
 
 **Writes**, keyed by the logical date (`run_date`):
 
-* **`survival_fit_meta`**: one row: coefficients with hazard ratios, SEs and p-values,
-  concordance, proportional-hazards test (`cox.zph`), sizes, warnings, settings, or
-  `status = 'skipped'` with the reason when fewer than {MIN_EVENTS} churn events were seen;
-* **`survival_risk`**: the fitted students: time, event, risk score and `p_event`;
-* **`survival_active_risk`**: students active at the window end (an attempt in its last
-  `SURVIVAL_EVENT_THRESHOLD_DAYS` days): risk score and `p_event` = probability that a churn
-  gap starts within `SURVIVAL_HORIZON_DAYS` days from the logical date, with the covariates used;
+* **`survival_fit_meta`**: one row: coefficients, **held-out** concordance (5-fold by
+  student; `concordance_in_sample` next to it), the proportional-hazards test and
+  `ph_actions` (which covariate got a time interaction), `constraints`, sizes, warnings,
+  settings; or `status = 'skipped'` with the reason when fewer than {MIN_EVENTS} churn
+  events were seen (e.g. a lookback without any);
+* **`survival_risk`**: the fitted rows (student x landmark): days idle, time, event, risk;
+* **`survival_active_risk`**: every student with an attempt in the window, at the run date:
+  `status` `churned` (already idle for the threshold: `p_event` = 1) or `active`
+  (`p_event` from the model), days idle, the covariates used;
 * **`weekly_kpi.s`** (and `s_run_date`) when `SURVIVAL_UPDATE_KPI` is true: that `p_event`
   in the row of the week containing the day before the logical date (only rows that
   exist: `build_weekly_kpi` creates a week's rows on the Monday after it).
 
 **Needs** `weekly_kpi` of the last complete week (`i_t_trend`): the run fails, and is
-retried, until `build_weekly_kpi` has built it.
+retried, until `build_weekly_kpi` has built it; and the warehouse's clock must be
+`LA_TIMEZONE`.
 **Idempotent**: a rerun of the same date replaces all of the above in one transaction
 (`weekly_kpi.s` values of the earlier run of that date are cleared first).
-**On failure**: nothing is written. A 400 from the service names the bad covariate in the
-`fit` log (e.g. a constant covariate on a tiny population).
-SQL: `include/sql/survival/`.
+**On failure**: nothing is written. SQL: `include/sql/survival/`.
 """
 
 
@@ -129,6 +135,7 @@ def observation_params(window: RunWindow, settings: SurvivalSettings) -> dict[st
         **window.as_sql_params(),
         "event_threshold_days": settings.event_threshold_days,
         "baseline_days": baseline_days(settings),
+        "horizon_days": settings.horizon_days,
     }
 
 
@@ -138,26 +145,32 @@ def kpi_week(run_date: date) -> date:
 
 
 def fit_rows(observations: pd.DataFrame) -> pd.DataFrame:
-    """The students fitted: role ``fit`` and at risk at time 0."""
-    rows = observations[(observations["role"] == "fit") & (observations["status"] == "at_risk")]
-    return rows.reset_index(drop=True)
+    """The rows fitted: one per student and landmark, at risk at the landmark."""
+    return observations[observations["role"] == "fit"].reset_index(drop=True)
 
 
 def score_rows(observations: pd.DataFrame) -> pd.DataFrame:
-    """The students scored now: active at the window end."""
-    return observations[observations["role"] == "score"].reset_index(drop=True)
+    """The students scored by the model now: seen in the window and not churned yet."""
+    rows = observations[(observations["role"] == "score") & (observations["status"] == "active")]
+    return rows.reset_index(drop=True)
+
+
+def churned_rows(observations: pd.DataFrame) -> pd.DataFrame:
+    """The students seen in the window who are idle for the threshold already: S = 1."""
+    rows = observations[(observations["role"] == "score") & (observations["status"] == "churned")]
+    return rows.reset_index(drop=True)
 
 
 def observation_sizes(observations: pd.DataFrame) -> dict[str, int]:
-    """Students per fit status, events among the fitted, and students to score."""
-    fit_role = observations[observations["role"] == "fit"]
-    counts = fit_role["status"].value_counts()
+    """Fitted rows, landmarks, students and events; students scored and churned now."""
     fitted = fit_rows(observations)
     return {
-        "n_students": len(fit_role),
-        **{f"n_{status}": int(counts.get(status, 0)) for status in FIT_STATUSES},
+        "n_fit_rows": len(fitted),
+        "n_landmarks": int(fitted["landmark_day"].nunique()),
+        "n_students": int(fitted["user_id"].nunique()),
         "n_events": int(fitted["event"].sum()) if not fitted.empty else 0,
-        "n_active": int((observations["role"] == "score").sum()),
+        "n_active": len(score_rows(observations)),
+        "n_churned": len(churned_rows(observations)),
     }
 
 
@@ -165,25 +178,27 @@ def skip_reason(sizes: dict[str, int], window: RunWindow) -> str | None:
     """Why a run cannot be fitted, or ``None``."""
     if sizes["n_events"] < MIN_EVENTS:
         return (
-            f"too few churn events to fit: {sizes['n_events']} among {sizes['n_at_risk']} students at risk "
-            f"in {window.start} .. {window.end} (exclusive); at least {MIN_EVENTS} are needed"
+            f"too few churn events to fit: {sizes['n_events']} in {sizes['n_fit_rows']} student-landmarks "
+            f"({sizes['n_landmarks']} landmarks) in {window.start} .. {window.end} (exclusive); "
+            f"at least {MIN_EVENTS} are needed"
         )
     return None
 
 
 def fit_payload(fitted: pd.DataFrame, horizon_days: int) -> dict[str, Any]:
-    """The ``/survival/fit`` request: one row per fitted student, column-oriented."""
+    """The ``/survival/fit`` request: one row per student and landmark, column-oriented."""
     data = fitted[["user_id", "time_days", "event", *COVARIATES]].rename(columns={"time_days": "time"})
     data = data.astype({"user_id": "int64", "event": "int64"})
     return {
         "data": column_table(data),
         "covariates": list(COVARIATES),
+        "monotone": list(MONOTONE),
         "horizon_days": horizon_days,
     }
 
 
 def predict_payload(model_id: str, scored: pd.DataFrame, horizon_days: int) -> dict[str, Any]:
-    """The ``/survival/predict`` request for the students active now."""
+    """The ``/survival/predict`` request for the students scored now."""
     data = scored[["user_id", *COVARIATES]].astype({"user_id": "int64"})
     return {
         "model_id": model_id,
@@ -193,29 +208,51 @@ def predict_payload(model_id: str, scored: pd.DataFrame, horizon_days: int) -> d
 
 
 def risk_rows(result: dict[str, Any], run_date: date) -> pd.DataFrame:
-    """``survival_risk``: each fitted student's time, event and fitted risk."""
+    """``survival_risk``: each fitted row's landmark, time, event and fitted risk.
+
+    The fit's risk table is in the order of the rows sent (user ids repeat across landmarks).
+    """
     observed = frame_from_columns(result["fit_rows"])
     risk = frame_from_columns(result["fit"]["risk"])
-    rows = observed.merge(risk, on="user_id", how="left", validate="one_to_one")
-    missing = rows["risk_score"].isna().sum()
-    if missing:
-        raise ValueError(f"the fit's risk table lacks {missing} of the {len(rows)} fitted students")
+    if len(risk) != len(observed) or risk["user_id"].tolist() != observed["user_id"].tolist():
+        raise ValueError(f"the fit's risk table has {len(risk)} rows that do not match the {len(observed)} rows sent")
+    rows = pd.concat([observed, risk[["risk_score", "p_event"]]], axis=1)
+    rows["landmark_day"] = [date.fromisoformat(str(day)) for day in rows["landmark_day"]]
     rows["run_date"] = run_date
     return rows.reindex(columns=RISK_COLUMNS)
 
 
+def covariate_records(rows: pd.DataFrame) -> list[dict[str, float | None]]:
+    """Each row's covariates as sent (missing as ``None``: churned students may have none)."""
+    values = rows[list(COVARIATES)].astype(object)
+    return values.where(values.notna(), None).to_dict(orient="records")
+
+
 def active_risk_rows(result: dict[str, Any], run_date: date) -> pd.DataFrame:
-    """``survival_active_risk``: each active student's risk now, with the covariates used."""
-    if not result.get("prediction"):
-        return pd.DataFrame(columns=ACTIVE_RISK_COLUMNS)
+    """``survival_active_risk``: every student seen in the window, at the run date.
+
+    ``active`` students get the model's risk; ``churned`` ones (idle for the threshold
+    already) ``p_event`` = 1 and no model score.
+    """
     scored = frame_from_columns(result["score_rows"])
-    # The answer also carries a list of warnings, not a column.
-    prediction = frame_from_columns({name: result["prediction"][name] for name in ("user_id", "risk_score", "p_event")})
-    rows = scored.merge(prediction, on="user_id", how="inner", validate="one_to_one")
-    if len(rows) != len(scored):
-        raise ValueError(f"the prediction covers {len(rows)} of the {len(scored)} active students")
-    rows["covariates"] = rows[list(COVARIATES)].to_dict(orient="records")
+    churned = frame_from_columns(result["churned_rows"])
+    if result.get("prediction"):
+        # The answer also carries a list of warnings, not a column.
+        prediction = frame_from_columns(
+            {name: result["prediction"][name] for name in ("user_id", "risk_score", "p_event")}
+        )
+        scored = scored.merge(prediction, on="user_id", how="inner", validate="one_to_one")
+        if len(scored) != len(result["score_rows"]["user_id"]):
+            raise ValueError(
+                f"the prediction covers {len(scored)} of the {len(result['score_rows']['user_id'])} active students"
+            )
+    churned = churned.assign(risk_score=None, p_event=1.0)
+    rows = pd.concat([frame for frame in (scored, churned) if not frame.empty], ignore_index=True)
+    if rows.empty:
+        return pd.DataFrame(columns=ACTIVE_RISK_COLUMNS)
+    rows["covariates"] = covariate_records(rows)
     rows["last_active_day"] = [date.fromisoformat(str(day)) for day in rows["last_active_day"]]
+    rows["days_idle"] = rows["days_idle"].astype(int)
     rows["run_date"] = run_date
     return rows.reindex(columns=ACTIVE_RISK_COLUMNS)
 
@@ -237,8 +274,10 @@ def run_settings(run: RunContext[SurvivalSettings]) -> dict[str, Any]:
     """What a run used, for ``survival_fit_meta.settings``."""
     return {
         **run.settings.as_dict(),
+        "LA_TIMEZONE": run.window.timezone,
         "baseline_days": baseline_days(run.settings),
         "min_events": MIN_EVENTS,
+        "monotone": list(MONOTONE),
         "kpi_week": kpi_week(run.window.run_date).isoformat(),
     }
 
@@ -265,7 +304,7 @@ def fit_meta_row(
             **row,
             "status": "skipped",
             "message": skip,
-            "n": sizes["n_at_risk"],
+            "n": sizes["n_fit_rows"],
             "n_events": sizes["n_events"],
         }
     fit = result["fit"]
@@ -280,7 +319,10 @@ def fit_meta_row(
         "model_id": fit["model_id"],
         "coefficients": to_json(fit["coefficients"]),
         "concordance": fit["concordance"],
+        "concordance_in_sample": fit.get("concordance_in_sample"),
         "ph_test": to_json(fit.get("ph_test")),
+        "ph_actions": to_json(fit.get("ph_actions") or []),
+        "constraints": to_json(fit.get("constraints")),
         "n": fit["n"],
         "n_events": fit["n_events"],
         "warnings": to_json(warnings),
@@ -327,13 +369,18 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
         run: RunContext[SurvivalSettings],
     ) -> dict[str, Any]:
         horizon_days = run.settings.horizon_days
-        fitted, scored = fit_rows(shard), score_rows(shard)
+        fitted, scored, churned = fit_rows(shard), score_rows(shard), churned_rows(shard)
         log.info(
-            "Cox fit %s: n %s, events %s, concordance %.3f; hazard ratios %s",
+            "Cox fit %s: %s rows of %s students, %s events, held-out concordance %s (in sample %s); "
+            "time interactions %s; fixed at 0 %s; hazard ratios %s",
             fit["model_id"],
             fit["n"],
+            fit.get("n_users"),
             fit["n_events"],
             fit["concordance"],
+            fit.get("concordance_in_sample"),
+            [action["covariate"] for action in fit.get("ph_actions") or []],
+            (fit.get("constraints") or {}).get("fixed_at_zero"),
             {row["term"]: round(row["hazard_ratio"], 4) for row in fit["coefficients"]},
         )
         for warning in fit.get("warnings") or []:
@@ -346,10 +393,17 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
             if not scored.empty
             else None
         )
-        log.info("scored %s active students", len(scored))
+        log.info("scored %s active students; %s churned already (S = 1)", len(scored), len(churned))
+        # days_idle is one of the covariates.
+        day_columns = ["user_id", "status", "last_active_day", *COVARIATES]
         return {
-            "fit_rows": column_table(fitted[["user_id", "time_days", "event"]].astype({"event": "int64"})),
-            "score_rows": column_table(scored[["user_id", "last_active_day", *COVARIATES]]),
+            "fit_rows": column_table(
+                fitted[["user_id", "landmark_day", "days_idle", "time_days", "event"]].astype(
+                    {"event": "int64", "days_idle": "int64"}
+                )
+            ),
+            "score_rows": column_table(scored[day_columns]),
+            "churned_rows": column_table(churned[day_columns]),
             "fit": fit,
             "prediction": prediction,
         }
@@ -371,7 +425,7 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
         risks = risk_rows(result, run_date) if result else pd.DataFrame(columns=RISK_COLUMNS)
         active = active_risk_rows(result, run_date) if result else pd.DataFrame(columns=ACTIVE_RISK_COLUMNS)
         written = {
-            "survival_risk": tx.replace_partition("survival_risk", risks, key, ["run_date", "user_id"]),
+            "survival_risk": tx.replace_partition("survival_risk", risks, key, ["run_date", "user_id", "landmark_day"]),
             "survival_active_risk": tx.replace_partition("survival_active_risk", active, key, ["run_date", "user_id"]),
         }
         if run.settings.update_kpi:

@@ -99,11 +99,23 @@ check_unique_ids <- function(data, column) {
   ids
 }
 
+# Covariates whose effect on churn is held non-negative (e.g. days idle).
+validate_monotone_covariates <- function(body, covariates) {
+  monotone <- string_array(body, "monotone", default = character(), min_length = 0L)
+  unknown <- setdiff(monotone, covariates)
+  if (length(unknown) > 0) {
+    stop_bad_request(paste0("monotone: ", format_value(unknown[1]), " is not one of the covariates"))
+  }
+  monotone
+}
+
+# In a fit, rows may repeat a user_id (one row per student and landmark).
 validate_survival_fit_request <- function(body) {
   covariates <- validate_survival_covariates(body)
   data <- validate_table(body$data, "data", required = reserved_survival_columns())
   frame <- covariate_frame(data, covariates, require_variation = TRUE)
-  user_id <- check_unique_ids(data, "user_id")
+  # Landmark rows: one row per student and landmark, so ids repeat.
+  user_id <- check_id_column(data, "user_id")
   time <- check_numeric_column(data, "time", min = 0)
   event <- as.integer(check_choice_column(data, "event", c(0, 1)))
   if (sum(event) == 0) {
@@ -113,6 +125,8 @@ validate_survival_fit_request <- function(body) {
     user_id = user_id,
     frame = cbind(data.frame(time = time, event = event), frame),
     covariates = covariates,
+    monotone = validate_monotone_covariates(body, covariates),
+    ph_alpha = scalar_number(body, "ph_alpha", default = ph_alpha_default(), min = 0, max = 1),
     horizon_days = require_positive(body, "horizon_days", 14)
   )
 }

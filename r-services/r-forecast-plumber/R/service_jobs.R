@@ -58,9 +58,13 @@ survival_fit_job <- function(request) {
   response <- fitted$response
   c(
     list(model_id = model_id),
-    response[c("coefficients", "concordance", "n", "n_events", "horizon_days")],
+    response[c(
+      "coefficients", "concordance", "concordance_in_sample", "concordance_method", "n", "n_users",
+      "n_events", "horizon_days", "ph_alpha", "constraints"
+    )],
     list(
       ph_test = if (is.null(response$ph_test)) NULL else as_columns(response$ph_test),
+      ph_actions = I(response$ph_actions),
       risk = as_columns(response$risk),
       warnings = I(response$warnings)
     )

@@ -14,7 +14,8 @@ test_that("fit returns the contract's fields and predict reproduces the fit's ri
   expect_equal(json$coefficients$term, c("accuracy", "sessions", "gap_days"))
   expect_equal(json$n, 200L)
   expect_equal(json$n_events, sum(body$data$event))
-  expect_gt(json$concordance, 0.5)
+  expect_gt(json$concordance, 0.5) # held out (5-fold by user_id)
+  expect_gte(json$concordance_in_sample, json$concordance - 0.05)
   expect_equal(json$ph_test$term, c("accuracy", "sessions", "gap_days", "GLOBAL"))
   expect_equal(names(json$risk), c("user_id", "risk_score", "p_event"))
   expect_equal(json$risk$user_id, body$data$user_id)
@@ -69,9 +70,6 @@ test_that("bad survival inputs are 400s naming the problem", {
   empty <- list(data = list(user_id = list(), time = list(), event = list(), accuracy = list()), covariates = "accuracy")
   expect_http_error(post_fit(empty), 400L, "data: must contain at least one row")
   expect_http_error(post_fit(list(data = churn_body()$data)), 400L, "covariates: required field is missing")
-  duplicated_user <- churn_body()
-  duplicated_user$data$user_id[2] <- 1L
-  expect_http_error(post_fit(duplicated_user), 400L, "data.user_id: values must be unique")
   overflow <- http_post(forecast_service, "/survival/fit", raw_body = paste0(
     '{"data": {"user_id": [1, 2, 3], "time": [1, 2, 3], "event": [1, 0, 1], "x": [0.1, 1e400, 0.3]},',
     ' "covariates": ["x"]}'
@@ -82,6 +80,9 @@ test_that("bad survival inputs are 400s naming the problem", {
     ' "covariates": ["x"]}'
   ))
   expect_http_error(boolean_time, 400L, "data.time: values must be numbers, not booleans (row 1 is true)")
+  expect_http_error(
+    post_fit(churn_body(monotone = c("days_idle"))), 400L, "monotone: \"days_idle\" is not one of the covariates"
+  )
 
   fitted <- http_fit(forecast_service, "/survival/fit", churn_body())$json
   post_predict <- function(body) http_post(forecast_service, "/survival/predict", body)
@@ -92,6 +93,11 @@ test_that("bad survival inputs are 400s naming the problem", {
   expect_http_error(
     post_predict(list(model_id = "survival-20240101T000000-0123456789abcdef", data = list(user_id = I(1)))),
     404L, "model_id: unknown model"
+  )
+  duplicated_user <- churn_body()$data
+  duplicated_user$user_id[2] <- 1L
+  expect_http_error(
+    post_predict(list(model_id = fitted$model_id, data = duplicated_user)), 400L, "data.user_id: values must be unique"
   )
   expect_http_error(
     post_predict(list(model_id = fitted$model_id, data = churn_body()$data, horizon_days = -3)),

@@ -83,3 +83,77 @@ test_that("collinear covariates and horizons past the follow-up are reported", {
   long_horizon <- fit_survival(churn_request(churn, horizon_days = 365))
   expect_match(long_horizon$response$warnings, "beyond the longest follow-up", all = FALSE)
 })
+
+# Rows whose hazard falls with days idle (true coefficient -0.15 per day): the
+# unconstrained model must show S falling with days idle (negative control), the
+# monotone one must not.
+idle_cohort <- function(n = 600, seed = 11) {
+  set.seed(seed)
+  days_idle <- sample(0:13, n, replace = TRUE)
+  accuracy <- stats::rnorm(n)
+  rate <- 0.02 * exp(-0.15 * days_idle - 0.5 * accuracy)
+  event_time <- stats::rexp(n, rate)
+  list(
+    user_id = rep(seq_len(n / 2), 2),
+    time = pmin(ceiling(event_time), 14),
+    event = as.integer(event_time <= 14),
+    days_idle = days_idle,
+    accuracy = accuracy
+  )
+}
+
+p_event_by_days_idle <- function(model) {
+  grid <- list(user_id = 1:14, days_idle = 0:13, accuracy = rep(0.3, 14))
+  predict_survival(model, validate_survival_predict_request(list(data = grid, horizon_days = 14), model$covariates))$p_event
+}
+
+test_that("S never decreases with days idle when days_idle is monotone; it does without the constraint", {
+  cohort <- idle_cohort()
+  free <- fit_survival(churn_request(cohort, covariates = c("days_idle", "accuracy")))
+  expect_lt(free$response$coefficients$coef[1], 0)
+  expect_true(any(diff(p_event_by_days_idle(free$model)) < 0))
+
+  request <- churn_request(cohort, covariates = c("days_idle", "accuracy"))
+  request$monotone <- "days_idle"
+  constrained <- fit_survival(request)
+  expect_true(all(diff(p_event_by_days_idle(constrained$model)) >= 0))
+  expect_equal(as.character(constrained$response$constraints$fixed_at_zero), "days_idle")
+  expect_false("days_idle" %in% constrained$response$coefficients$term)
+})
+
+test_that("a covariate failing the proportional-hazards test gets a time interaction, others do not", {
+  set.seed(21)
+  n <- 1500
+  x <- stats::rnorm(n)
+  z <- stats::rnorm(n)
+  # x doubles the hazard per unit before day 10 and has no effect after it; z is proportional.
+  early_time <- stats::rexp(n, 0.03 * exp(0.7 * x + 0.5 * z))
+  late_time <- 10 + stats::rexp(n, 0.03 * exp(0.5 * z))
+  event_time <- ifelse(early_time <= 10, early_time, late_time)
+  table <- list(user_id = seq_len(n), time = pmin(event_time, 30), event = as.integer(event_time <= 30), x = x, z = z)
+  fitted <- fit_survival(churn_request(table, covariates = c("x", "z")))
+  actions <- fitted$response$ph_actions
+  expect_equal(vapply(actions, `[[`, "", "covariate"), "x")
+  expect_lt(actions[[1]]$p_value, 0.01)
+  coefficients <- stats::setNames(fitted$response$coefficients$coef, fitted$response$coefficients$term)
+  expect_setequal(names(coefficients), c("x.early", "x.late", "z"))
+  expect_gt(coefficients[["x.early"]], coefficients[["x.late"]] + 0.3)
+
+  # Negative control: with proportional effects only, nothing is changed.
+  proportional <- fit_survival(churn_request(simulate_churn(n = 600, seed = 7)))
+  expect_length(proportional$response$ph_actions, 0)
+})
+
+test_that("concordance is held out: noise covariates score about 0.5 out of sample, above it in sample", {
+  set.seed(31)
+  n <- 400
+  table <- list(
+    user_id = rep(seq_len(n / 4), 4),
+    time = stats::rexp(n, 0.05),
+    event = stats::rbinom(n, 1, 0.6),
+    noise1 = stats::rnorm(n), noise2 = stats::rnorm(n), noise3 = stats::rnorm(n)
+  )
+  fitted <- fit_survival(churn_request(table, covariates = c("noise1", "noise2", "noise3")))
+  expect_lt(abs(fitted$response$concordance - 0.5), 0.06)
+  expect_gt(fitted$response$concordance_in_sample, fitted$response$concordance)
+})

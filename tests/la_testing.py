@@ -7,35 +7,22 @@ imported under the name ``conftest``, so that import is ambiguous across test fo
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
 import psycopg
 import pytest
 
-from learning_analytics.settings import ALL_SETTINGS
+from learning_analytics.settings import platform_timezone
 
 #: Logical date the integration tests run the DAGs for (a Monday), and the
 #: end of the synthetic history.
 TEST_LOGICAL_DATE = date(2026, 11, 23)
 
 
-def platform_timezone(environ: Mapping[str, str] | None = None) -> str:
-    """The clock the DAGs count days and weeks by: the ``LA_TIMEZONE`` setting where the
-    settings define it (issue 13), UTC before that (every SQL window was UTC).
-
-    Synthetic data for a DAG test are generated on this clock, so that "the day before
-    the logical date" means the same thing to the generator and to the DAGs.
-    """
-    environ = os.environ if environ is None else environ
-    for settings_cls in ALL_SETTINGS:
-        for spec in settings_cls.specs():
-            if spec.name == "LA_TIMEZONE":
-                return str(spec.coerce(environ.get(spec.name, spec.default), str))
-    return "UTC"
-
-
+#: The clock the DAGs count days and weeks by (``LA_TIMEZONE``). Synthetic data for a
+#: DAG test are generated on it, so that "the day before the logical date" means the
+#: same thing to the generator and to the DAGs.
 PLATFORM_TIMEZONE = platform_timezone()
 
 

@@ -79,7 +79,7 @@ SET n_attempts = EXCLUDED.n_attempts,
 -- projection with variance se^2 (the line's) + phi * var(z at m), and the observed
 -- accuracy reaches the goal when the correct answers reach c = ceil(goal m), i.e. when
 -- the logit passes ln(c / (m - c + 1)) (continuity-corrected k = c - 1/2).
-WITH history AS (
+WITH history AS MATERIALIZED (
     SELECT k.user_id,
            k.week_start,
            k.n_attempts AS week_attempts,
@@ -126,7 +126,7 @@ projection AS (
     FROM line AS l
     WHERE l.sxx > 0
 ),
-simple AS (
+simple AS MATERIALIZED (
     SELECT pr.user_id,
            pr.week_start,
            pr.week_start + 7 * pr.x_target::integer AS target_week,
@@ -150,7 +150,7 @@ bayesian AS (
     WHERE %(metrics_use_bayesian)s AND m.converged AND g.p_goal IS NOT NULL
     ORDER BY g.user_id, m.window_end, m.run_date DESC
 ),
-estimate AS (
+estimate AS MATERIALIZED (
     SELECT hi.user_id,
            hi.week_start,
            CASE WHEN hi.week_attempts = 0 AND coalesce(hi.recent_attempts, 0) = 0 THEN 'inactive_14_days'

@@ -70,9 +70,7 @@ def calibration(p: np.ndarray, y: np.ndarray, min_students: int = 30) -> list[di
             merged.append(part)
     if len(merged) > 1 and len(merged[-1]) < min_students:
         merged[-2] = np.concatenate([merged[-2], merged.pop()])
-    return [
-        {"n": len(idx), "mean_p": float(p[idx].mean()), "observed": float(y[idx].mean())} for idx in merged
-    ]
+    return [{"n": len(idx), "mean_p": float(p[idx].mean()), "observed": float(y[idx].mean())} for idx in merged]
 
 
 def score(name: str, p: np.ndarray, y: np.ndarray) -> dict:

@@ -37,13 +37,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from learning_analytics import synthetic  # noqa: E402
-from learning_analytics.pipeline import PREPARED_NAME, Extracted, RunContext  # noqa: E402
+from learning_analytics.pipeline import PREPARED_NAME, Extracted, RunContext, chunk_by_key  # noqa: E402
 from learning_analytics.pipelines.growth import GrowthPipeline  # noqa: E402
 from learning_analytics.settings import GrowthSettings  # noqa: E402
 from learning_analytics.staging import RunStaging, read_frame  # noqa: E402
 from learning_analytics.warehouse import Warehouse  # noqa: E402
 
 END_DATE = date(2026, 11, 23)
+
+
+def fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def peak_rss_mb() -> float:
@@ -54,7 +58,9 @@ def run_pipeline(params: dict[str, Any], run_id: str, parallel: int = 1, extract
     """The DAG's tasks in order; returns timings, status and sizes."""
     pipeline = GrowthPipeline()
     settings = GrowthSettings.from_params(params)
-    run = RunContext(window=pipeline.window(END_DATE, settings), settings=settings, dag_id="bench_growth", run_id=run_id)
+    run = RunContext(
+        window=pipeline.window(END_DATE, settings), settings=settings, dag_id="bench_growth", run_id=run_id
+    )
     staging = RunStaging(run.dag_id, run.run_id)
     timings: dict[str, float] = {}
 
@@ -154,8 +160,6 @@ def main() -> None:
     for size in args.stage2_only:
         frame = weekly_rows(size, args.weeks, seed=13)
         settings = GrowthSettings.from_params(base)
-        from learning_analytics.pipeline import chunk_by_key
-
         extracted = Extracted(
             shards=chunk_by_key(frame, "user_id", settings.chunk_size),
             summary={"n_users": size, "n_obs": len(frame), "n_weeks": args.weeks},
@@ -174,7 +178,8 @@ def main() -> None:
         lines.append(
             f"| {row['students']} | {row['mode']} | {row['tasks']} | {row['stage1_students'] or '-'} "
             f"| {t['extract']:.1f} | {t['prepare']:.1f} | {t['fit']:.1f} | {t['persist']:.1f} | {row['total_s']:.1f} "
-            f"| {row['converged']} ({row['rhat_max'] or '-'}, {row['ess_bulk_min'] or '-'}) | {row['peak_rss_mb']:.0f} |"
+            f"| {row['converged']} ({fmt(row['rhat_max'], 3)}, {fmt(row['ess_bulk_min'], 0)}) "
+            f"| {row['peak_rss_mb']:.0f} |"
         )
     table = "\n".join(lines)
     print(table)

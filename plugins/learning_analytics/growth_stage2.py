@@ -58,7 +58,9 @@ class Population:
     binomial_variance_mean: float | None
 
     @classmethod
-    def from_fit(cls, family: str, draws: Mapping[str, Sequence[float | None]], binomial_variance_mean: Any) -> Population:
+    def from_fit(
+        cls, family: str, draws: Mapping[str, Sequence[float | None]], binomial_variance_mean: Any
+    ) -> Population:
         def column(name: str) -> np.ndarray:
             return np.array([np.nan if value is None else value for value in draws[name]], dtype=float)
 
@@ -81,7 +83,10 @@ class Population:
         keep = np.linspace(0, total - 1, n_draws).round().astype(int)
         return Population(
             self.family,
-            *(values[keep] for values in (self.intercept, self.slope, self.sd_intercept, self.sd_slope, self.cor, self.sigma)),
+            *(
+                values[keep]
+                for values in (self.intercept, self.slope, self.sd_intercept, self.sd_slope, self.cor, self.sigma)
+            ),
             binomial_variance_mean=self.binomial_variance_mean,
         )
 
@@ -140,7 +145,9 @@ class Students:
         return Students(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
 
 
-def _cholesky_draw(c11: np.ndarray, c12: np.ndarray, c22: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _cholesky_draw(
+    c11: np.ndarray, c12: np.ndarray, c22: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """One draw from N(0, C) per entry, C = [[c11, c12], [c12, c22]] elementwise."""
     l11 = np.sqrt(c11)
     l21 = c12 / l11
@@ -154,7 +161,9 @@ def _inverse_2x2(h11: np.ndarray, h12: np.ndarray, h22: np.ndarray) -> tuple[np.
     return h22 / det, -h12 / det, h11 / det
 
 
-def gaussian_draws(block: Students, population: Population, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gaussian_draws(
+    block: Students, population: Population, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact conditional draws ``(a, b)`` of shape (students, draws) and equal weights."""
     p11, p12, p22 = population.prior_precision()
     mu_a, mu_b = population.intercept, population.slope
@@ -179,7 +188,9 @@ def _binomial_log_posterior(a, b, x, k, n, m, mu_a, mu_b, p11, p12, p22) -> np.n
     return loglik - 0.5 * (p11 * da * da + 2 * p12 * da * db + p22 * db * db)
 
 
-def binomial_draws(block: Students, population: Population, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def binomial_draws(
+    block: Students, population: Population, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Laplace draws ``(a, b)`` (students, draws) with self-normalised importance weights."""
     p11, p12, p22 = population.prior_precision()
     mu_a, mu_b = population.intercept, population.slope
@@ -234,9 +245,7 @@ def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs: Sequence
     sorted_values = np.take_along_axis(values, order, axis=1)
     cumulative = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
     last = values.shape[1] - 1
-    return [
-        sorted_values[np.arange(len(values)), np.minimum((cumulative < q).sum(axis=1), last)] for q in probs
-    ]
+    return [sorted_values[np.arange(len(values)), np.minimum((cumulative < q).sum(axis=1), last)] for q in probs]
 
 
 def summarise_block(

@@ -108,9 +108,9 @@ def test_stage1_sample_larger_than_population_uses_everyone_and_logs_it(fitted: 
     run = fitted["runs"]["binomial", "two_stage"]
     stage1 = run["meta"][6]
     assert stage1["n_users"] == stage1["n_population"]
-    assert f"BRMS_STAGE1_STUDENTS=1000 >= {stage1['n_population']} students: fitting the whole population" in run[
-        "output"
-    ]
+    assert (
+        f"BRMS_STAGE1_STUDENTS=1000 >= {stage1['n_population']} students: fitting the whole population" in run["output"]
+    )
     sampled = fitted["runs"]["gaussian", "two_stage"]["meta"][6]
     assert sampled["n_users"] == STAGE1["gaussian"] < sampled["n_population"]
 
@@ -237,7 +237,9 @@ def test_no_p_for_inactive_students_and_weeks_without_attempts(fitted: dict, db:
         (TEST_LOGICAL_DATE - timedelta(weeks=8),),
     )
     empty = [row for row in kpi if row[0] == 0]
-    assert empty and all(p is None and reason in ("inactive_14_days", "no_attempts_in_week") for _, p, reason, _ in empty)
+    assert empty and all(
+        p is None and reason in ("inactive_14_days", "no_attempts_in_week") for _, p, reason, _ in empty
+    )
     with_p = [row for row in kpi if row[1] is not None]
     assert with_p and all(0 <= p <= 1 and target is not None and reason is None for _, p, reason, target in with_p)
 

@@ -116,7 +116,9 @@ def test_simple_p_is_a_predictive_probability_of_the_observed_accuracy(db: psyco
     eta = intercept + slope * 3
     m, needed = 5, 4
     expected = special.expit(eta)
-    variance = phi * (1 / w.sum() + (3 - x_mean) ** 2 / sxx) + phi * (1 / (m * expected + 0.5) + 1 / (m * (1 - expected) + 0.5))
+    variance = phi * (1 / w.sum() + (3 - x_mean) ** 2 / sxx) + phi * (
+        1 / (m * expected + 0.5) + 1 / (m * (1 - expected) + 0.5)
+    )
     p = stats.norm.cdf((eta - np.log(needed / (m - needed + 1))) / np.sqrt(variance))
     rows = {
         (user, week): rest

@@ -242,7 +242,9 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
                 n_population,
             )
         sample = stage1_sample(observations, settings.stage1_students, settings.seed)
-        log.info("stage 1: brms on %s of %s students (%s weeks)", sample["user_id"].nunique(), n_population, len(sample))
+        log.info(
+            "stage 1: brms on %s of %s students (%s weeks)", sample["user_id"].nunique(), n_population, len(sample)
+        )
         fit = service.call(self.fit_endpoint, self.fit_request(sample, 0, run))
         diagnostics = fit["diagnostics"]
         log.log(
@@ -281,9 +283,7 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
         if stage1 is None:
             raise RuntimeError("two_stage: the prepare task staged no stage-1 result for this run")
         started = time.monotonic()
-        population = Population.from_fit(
-            settings.family, stage1["population_draws"], stage1["binomial_variance_mean"]
-        )
+        population = Population.from_fit(settings.family, stage1["population_draws"], stage1["binomial_variance_mean"])
         users = conditional_posteriors(
             shard, population, (0, settings.lookback_weeks - 1), seed=settings.seed + 1 + shard_index
         )
@@ -332,9 +332,8 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
                 ),
             },
         )
-        users = (
-            targets.merge(frame_from_columns(fit["users"]), on="user_id", how="left")
-            .merge(frame_from_columns(prediction).drop(columns=["n_attempts", "known_user"]), on="user_id", how="left")
+        users = targets.merge(frame_from_columns(fit["users"]), on="user_id", how="left").merge(
+            frame_from_columns(prediction).drop(columns=["n_attempts", "known_user"]), on="user_id", how="left"
         )
         fit = {key: value for key, value in fit.items() if key not in ("users", "population_draws")}
         return {
@@ -378,7 +377,9 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
                 }
             )
             written["weekly_kpi.p"] = tx.update_columns("weekly_kpi", kpi, ["user_id", "week_start"])
-        log.info("growth run %s: status %s, converged %s, %s", window.run_date, meta["status"], meta["converged"], written)
+        log.info(
+            "growth run %s: status %s, converged %s, %s", window.run_date, meta["status"], meta["converged"], written
+        )
         return {"status": meta["status"], "converged": meta["converged"], **written}
 
     def _meta_row(

@@ -16,8 +16,9 @@ DOC_MD = """
 ### Daily topic features
 
 Aggregates the `attempt` view into **`features_topic_daily`**: one row per student,
-topic and local day (platform clock `LA_TIMEZONE`, default Asia/Seoul) with attempts, correct answers, accuracy, time spent and the mean
-difficulty of the questions tried. Feeds `cluster_segments`.
+topic and local day (platform clock `LA_TIMEZONE`, default Asia/Seoul) with attempts,
+correct answers, accuracy, time spent and the mean difficulty of the questions tried.
+Feeds `cluster_segments`.
 
 * **Window**: the `FEATURES_LOOKBACK_DAYS` local days before the run date (the local date
   of the logical date; 03:00 UTC is 12:00 in Seoul) (default 3,

@@ -1,6 +1,6 @@
 """Benchmark: generate and load about one million synthetic attempts.
 
-Measures, on the warehouse at ``--dsn`` (default ``$ANALYTICS_DB_URI``):
+Measures, on the warehouse at ``$ANALYTICS_DB_URI`` (or a password-less ``--dsn``):
 
 1. ``generate`` time and the full ``load`` (one transaction, binary COPY);
 2. on a sample of ``--sample-rows`` attempts, binary COPY against a naive
@@ -28,6 +28,7 @@ from datetime import date
 import psycopg
 
 from learning_analytics.synthetic import DEFAULT_END_DATE, copy_attempts, generate, load
+from learning_analytics.warehouse import add_dsn_argument, dsn_from_args
 
 ATTEMPT_COLUMNS = "attempt_id, user_id, question_id, topic_id, is_correct, time_spent_s, attempted_at"
 
@@ -46,16 +47,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--end-date", type=date.fromisoformat, default=DEFAULT_END_DATE)
     parser.add_argument("--sample-rows", type=int, default=50_000)
-    parser.add_argument("--dsn", default=os.environ.get("ANALYTICS_DB_URI"))
+    add_dsn_argument(parser)
     args = parser.parse_args()
-    if not args.dsn:
-        parser.error("--dsn is required when ANALYTICS_DB_URI is not set")
+    dsn = dsn_from_args(parser, args)
     logging.basicConfig(level=logging.WARNING)
 
     started = time.perf_counter()
     data = generate(args.students, args.weeks, args.seed, args.end_date)
     generate_s = time.perf_counter() - started
-    with psycopg.connect(args.dsn) as conn:
+    with psycopg.connect(dsn) as conn:
         version = conn.info.server_version
         server_version = f"{version // 10000}.{version % 10000}"
         summary = load(conn, data)

@@ -15,15 +15,20 @@ the services never send must fail, so a passing run means the responses were che
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import random
 import secrets
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 import requests
 
@@ -162,3 +167,89 @@ def test_negative_control_a_wrong_error_schema_fails(service: ServiceInstance, t
     result = run_schemathesis(service, str(wrong), tmp_path)
     assert result.returncode != 0
     assert "field_never_sent" in result.stdout + result.stderr
+
+
+def json_schema(openapi: dict[str, Any], name: str) -> dict[str, Any]:
+    """Component ``name`` as a standalone JSON Schema (OpenAPI 3.0 ``nullable`` -> type null)."""
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {key: convert(value) for key, value in node.items()}
+            if node.pop("nullable", False) and "type" in node:
+                node["type"] = [node["type"], "null"]
+            if node.get("exclusiveMinimum") is True:
+                node["exclusiveMinimum"] = node.pop("minimum")
+            if "$ref" in node:
+                node["$ref"] = node["$ref"].replace("#/components/schemas/", "#/$defs/")
+            return node
+        if isinstance(node, list):
+            return [convert(item) for item in node]
+        return node
+
+    definitions = convert(copy.deepcopy(openapi["components"]["schemas"]))
+    return {"$defs": definitions, "$ref": f"#/$defs/{name}"}
+
+
+def real_requests() -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """One small valid fit per fit endpoint (and the predict that follows it)."""
+    rng = random.Random(1)
+    users, weeks = range(1, 11), range(6)
+    growth = {
+        "data": {
+            "user_id": [u for u in users for _ in weeks],
+            "week": [w for _ in users for w in weeks],
+            "accuracy": [min(1.0, max(0.0, 0.5 + 0.02 * w + rng.gauss(0, 0.05))) for _ in users for w in weeks],
+        },
+        "iter": 300,
+        "chains": 1,
+    }
+    days = [(date(2026, 1, 5) + timedelta(weeks=i)).isoformat() for i in range(12)]
+    prophet = {"series": {"series_id": [1] * 12 + [2] * 12, "ds": days * 2, "y": [rng.random() for _ in range(24)]}}
+    survival = {
+        "data": {
+            "user_id": list(range(40)),
+            "time": [rng.randint(1, 60) for _ in range(40)],
+            "event": [i % 2 for i in range(40)],
+            "x": [rng.random() for _ in range(40)],
+        },
+        "covariates": ["x"],
+    }
+    cluster = {
+        "data": {
+            "user_id": list(range(30)),
+            "a": [rng.random() for _ in range(30)],
+            "b": [rng.random() for _ in range(30)],
+        },
+        "features": ["a", "b"],
+    }
+    return {
+        "r-brms-plumber": [("/growth/fit", growth)],
+        "r-forecast-plumber": [("/prophet/fit", prophet), ("/survival/fit", survival)],
+        "r-cluster-plumber": [("/cluster/fit", cluster)],
+    }
+
+
+def test_real_fit_jobs_match_the_documented_job_and_result_schemas(service: ServiceInstance) -> None:
+    """The fuzzer rarely sends a body valid enough to fit; these do, and every answer on
+    the way (accepted, polled job, result) must match the served document."""
+    headers = {"Authorization": f"Bearer {service.token}"}
+    openapi = requests.get(f"{service.url}/openapi.json", timeout=10).json()
+    for path, body in real_requests()[service.name]:
+        accepted = requests.post(f"{service.url}{path}", json=body, headers=headers, timeout=60)
+        assert accepted.status_code == 202, accepted.text
+        jsonschema.validate(accepted.json(), json_schema(openapi, "JobAccepted"))
+        deadline = time.monotonic() + 300
+        while True:
+            job = requests.get(f"{service.url}{accepted.headers['Location']}", headers=headers, timeout=60).json()
+            jsonschema.validate(job, json_schema(openapi, "Job"))
+            if job["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert job["status"] == "succeeded", job
+        contracts = json.loads((PROJECT_ROOT / "r-services" / service.name / "schemas.json").read_text())
+        fit_schema = contracts["endpoints"][path]["post"]["job_result"]
+        jsonschema.validate(job["result"], json_schema(openapi, fit_schema))
+        wrong = copy.deepcopy(job["result"])
+        wrong["model_id"] = 42  # negative control: the validation does look at the result
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(wrong, json_schema(openapi, fit_schema))

@@ -119,7 +119,6 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     #: Seconds one fit request may take before the hook gives up on it.
     fit_timeout_s: ClassVar[float] = 1800.0
 
-
     @abstractmethod
     def window(self, run_date: date, settings: SettingsT) -> RunWindow:
         """The dates this run reads, computed from its logical date."""

@@ -339,6 +339,33 @@ class ClusterSettings(ModelSettings):
         return int(self.n_clusters) if self.n_clusters else None
 
 
+@dataclass(frozen=True)
+class EvaluationSettings(ModelSettings):
+    """``evaluate_models``: the scoreboard, each model scored on what happened next."""
+
+    dag_id: ClassVar[str] = "evaluate_models"
+    schedule: ClassVar[str] = "0 9 * * 1"
+
+    lookback_weeks: int = setting(
+        "EVAL_LOOKBACK_WEEKS",
+        12,
+        "Model runs dated up to this many weeks before the logical date are scored "
+        "(those whose outcome window has closed).",
+        minimum=1,
+        maximum=520,
+    )
+    calibration_bins: int = setting(
+        "EVAL_CALIBRATION_BINS", 10, "Equal-count bins of the calibration tables (10 = deciles).", minimum=2, maximum=50
+    )
+    min_bin_students: int = setting(
+        "EVAL_MIN_BIN_STUDENTS",
+        30,
+        "Calibration bins with fewer students are listed but not judged (too noisy).",
+        minimum=1,
+        maximum=100000,
+    )
+
+
 ALL_SETTINGS: tuple[type[ModelSettings], ...] = (
     FeaturesSettings,
     KpiSettings,
@@ -346,4 +373,5 @@ ALL_SETTINGS: tuple[type[ModelSettings], ...] = (
     ProphetSettings,
     SurvivalSettings,
     ClusterSettings,
+    EvaluationSettings,
 )

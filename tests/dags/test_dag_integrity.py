@@ -13,7 +13,8 @@ from learning_analytics.settings import ALL_SETTINGS
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 
 #: The product specification's schedules (UTC), plus the metrics job's builders
-#: (the weekly KPI must run on Monday before fit_bayesian_growth at 04:30).
+#: (the weekly KPI must run on Monday before fit_bayesian_growth at 04:30) and the
+#: scoreboard (after the Monday model runs).
 SPEC_SCHEDULES = {
     "fit_bayesian_growth": "30 4 * * 1",
     "forecast_prophet": "0 5 * * 1",
@@ -21,6 +22,8 @@ SPEC_SCHEDULES = {
     "cluster_segments": "0 7 1,15 * *",
     "build_weekly_kpi": "0 4 * * 1",
     "build_features_topic_daily": "0 3 * * *",
+    # The scoreboard, after the Monday model runs.
+    "evaluate_models": "0 9 * * 1",
 }
 
 

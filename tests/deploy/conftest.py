@@ -47,9 +47,10 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack() -> Stack:
     text = (PROJECT_ROOT / "scripts" / "stack.sh").read_text()
-    ports_decl = re.search(r"SERVICE_PORTS=\((.*?)\)", text)
+    ports_decl = re.search(r"SERVICE_PORTS=\((.*?)\n\)", text, flags=re.DOTALL)
     assert ports_decl, "scripts/stack.sh no longer declares SERVICE_PORTS"
-    ports = {name: int(port) for name, port in re.findall(r"\[([\w-]+)\]=(\d+)", ports_decl.group(1))}
+    # Each port is a setting with a default: [name]="${LA_..._PORT:-8101}".
+    ports = {name: int(port) for name, port in re.findall(r"\[([\w-]+)\]=\"\$\{\w+:-(\d+)\}\"", ports_decl.group(1))}
     tokens = dict(re.findall(r'^\s*([\w-]+-plumber)\) echo "\$(\w+)"', text, flags=re.MULTILINE))
     assert ports and set(tokens) == set(ports), f"stack.sh services {sorted(ports)} vs tokens {sorted(tokens)}"
     conn_ids = frozenset(name.lower() for name in re.findall(r"export AIRFLOW_CONN_(\w+)=", text))

@@ -21,13 +21,21 @@ are realized outcomes the run never saw) and rebuilds ``weekly_kpi``; then:
 
     python bench/prophet_quality.py --seeds 42 1 3 --output docs/bench-prophet-quality.md
 
+Then the DAG itself runs for T (``airflow dags test forecast_prophet``) and the
+scoreboard's own prophet scoring (``learning_analytics.evaluation.evaluate_prophet``,
+as ``evaluate_models`` runs it at T + future weeks) scores what it wrote: the lead's
+definitions (truth over every student in ``prophet_fit_meta``, including skipped ones;
+the count rule of ``evaluation.count_rule_flags``), next to this script's own.
+
 It replaces the source tables of the warehouse it points at (the local dev warehouse).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -42,10 +50,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from learning_analytics import synthetic  # noqa: E402
+from learning_analytics.evaluation import EvaluationWindow, evaluate_prophet  # noqa: E402
 from learning_analytics.kpi import build_weekly_kpi  # noqa: E402
 from learning_analytics.pipeline import RunContext  # noqa: E402
 from learning_analytics.pipelines.prophet import ProphetPipeline  # noqa: E402
-from learning_analytics.settings import KpiSettings, ProphetSettings  # noqa: E402
+from learning_analytics.settings import EvaluationSettings, KpiSettings, ProphetSettings  # noqa: E402
 from learning_analytics.warehouse import Warehouse  # noqa: E402
 from learning_analytics.windows import weekly_window  # noqa: E402
 
@@ -277,6 +286,20 @@ def evaluate(data: SeedData, results: list[dict[str, Any]], threshold: float) ->
     }
 
 
+def scoreboard(future_weeks: int) -> dict[str, tuple[float | None, float | None]]:
+    """Run the DAG for T as the demo does, then the scoreboard's prophet scoring at T + future weeks.
+
+    Returns {metric (horizon): (model value, baseline value)}.
+    """
+    subprocess.run(
+        ["airflow", "dags", "test", "forecast_prophet", RUN_DATE.isoformat(), "-c", json.dumps({})],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    window = EvaluationWindow.for_run(RUN_DATE + timedelta(weeks=future_weeks), EvaluationSettings.from_env())
+    rows = evaluate_prophet(Warehouse(), window, EvaluationSettings.from_env())
+    return {f"{row['metric']} ({row['horizon']})": (row["value"], row["baseline_value"]) for row in rows}
+
+
 def fmt(value: float) -> str:
     return f"{value:.2f}"
 
@@ -361,6 +384,22 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, threshold: floa
             f"{f['below_zero']} |"
         )
     lines += ["", f"Fit time (all chunks, seconds): {', '.join(f'{s:.1f}' for s in seconds)}.", ""]
+    lines += [
+        "## The scoreboard's scoring of the DAG's run (`evaluation.evaluate_prophet`)",
+        "",
+        "The DAG run for T, scored by the lead's evaluation code (truth over every student in `prophet_fit_meta`,",
+        "skipped ones included; baseline `count_rule` / `naive_4w`). Model value / baseline value per seed.",
+        "",
+        "| metric | " + " | ".join(f"seed {run['seed']}" for run in runs) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+    for metric in runs[0]["scoreboard"]:
+        cells = []
+        for run in runs:
+            value, baseline = run["scoreboard"].get(metric, (None, None))
+            cells.append(" / ".join("-" if number is None else f"{number:.3f}" for number in (value, baseline)))
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -380,6 +419,7 @@ def main(argv: list[str] | None = None) -> None:
         results, elapsed = fit(settings)
         seconds.append(elapsed)
         run = evaluate(data, results, threshold)
+        run["scoreboard"] = scoreboard(args.future_weeks)
         runs.append(run)
         print(seed, run["model"], run["baseline"], run["forecast"], run["ceiling"], flush=True)
     text = report(runs, args, threshold, seconds)

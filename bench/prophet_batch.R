@@ -89,7 +89,7 @@ export_version <- function(ref) {
 
 measure <- function(services_dir, series) {
   Sys.setenv(R_SERVICES_DIR = services_dir)
-  service <- start_test_service("r-forecast-plumber", env = c(PROPHET_CORES = "2"))
+  service <- start_test_service("r-forecast-plumber", env = c(PROPHET_CORES = "2"), timeout_s = 900)
   on.exit(stop_test_service(service))
   # Both workers source the code and load prophet's Stan model on their first
   # jobs: start-up, not throughput.

@@ -1,9 +1,14 @@
 #!/usr/bin/env Rscript
 # Prophet batch benchmark for r-forecast-plumber: this checkout vs another version.
 #
-#   Rscript bench/prophet_batch.R [n_series] [chunk_size] [baseline_ref] [output.md]
-#   (defaults: 10000 series, chunks of 500, baseline main, docs/bench-prophet.md;
-#    run from the repo root of a git checkout)
+#   Rscript bench/prophet_batch.R [n_series] [chunk_size] [baseline_ref] [output.md] [mode]
+#   (defaults: 10000 series, chunks of 500, baseline main, docs/bench-prophet.md,
+#    mode wall; run from the repo root of a git checkout)
+#
+# mode "cpu" measures instead the CPU seconds (user + system) one process
+# spends in `fit_prophet_batch()` (PROPHET_CORES = 1, no HTTP) for the same
+# series, per version: on a machine shared with other jobs, wall-clock time
+# measures the other jobs, CPU time much less so.
 #
 # Starts two service instances on free ports, both with PROPHET_CORES = 2 and
 # R_WORKERS = 2: this checkout's r-services and `baseline_ref`'s (exported with
@@ -18,6 +23,7 @@ n_series <- if (length(args) >= 1) as.integer(args[1]) else 10000L
 chunk_size <- if (length(args) >= 2) as.integer(args[2]) else 500L
 baseline_ref <- if (length(args) >= 3) args[3] else "main"
 output <- if (length(args) >= 4) args[4] else file.path("docs", "bench-prophet.md")
+mode <- if (length(args) >= 5) args[5] else "wall"
 
 repo_root <- normalizePath(".")
 source(file.path(repo_root, "r-services", "common", "testing.R"))
@@ -102,14 +108,85 @@ measure <- function(services_dir, series) {
   list(seconds = seconds, in_r = in_r, n_chunks = length(chunks))
 }
 
+# CPU seconds of fit_prophet_batch() in a fresh R process that sources one
+# version's service code (as the service does), on the series saved in `input`.
+measure_cpu <- function(services_dir, input) {
+  script <- tempfile(fileext = ".R")
+  writeLines(c(
+    sprintf("for (d in file.path(%s, c('common', 'r-forecast-plumber'), 'R'))", deparse(services_dir)),
+    "  for (f in sort(list.files(d, '[.]R$', full.names = TRUE))) source(f)",
+    sprintf("body <- readRDS(%s)", deparse(input)),
+    "request <- validate_prophet_fit_request(body)",
+    "settings <- utils::modifyList(prophet_settings(), list(cores = 1L))",
+    "warm_up_prophet()",
+    "before <- proc.time()",
+    "invisible(fit_prophet_batch(request, settings))",
+    "used <- proc.time() - before",
+    "cat(used[['user.self']] + used[['sys.self']], used[['elapsed']], '\\n')"
+  ), script)
+  out <- system2("Rscript", script, stdout = TRUE)
+  values <- as.numeric(strsplit(trimws(utils::tail(out, 1)), " +")[[1]])
+  list(cpu = values[1], wall = values[2])
+}
+
 series <- simulate_students(n_series)
 load_before <- readLines("/proc/loadavg")
 capacity_before <- cpu_parallel_capacity()
+commit <- system("git rev-parse --short HEAD", intern = TRUE)
+baseline_commit <- system(sprintf("git rev-parse --short %s", shQuote(baseline_ref)), intern = TRUE)
+
+if (mode == "cpu") {
+  input <- tempfile(fileext = ".rds")
+  saveRDS(fit_body(series, seq_len(n_series)), input)
+  current <- measure_cpu(file.path(repo_root, "r-services"), input)
+  baseline <- measure_cpu(export_version(baseline_ref), input)
+  per_series <- c(current$cpu, baseline$cpu) / n_series
+  table_lines <- c(
+    "| version | CPU seconds (one process) | wall seconds | CPU ms per series | 10,000 series on 2 cores (CPU / 2) |",
+    "|---|---:|---:|---:|---:|",
+    sprintf(
+      "| %s | %.1f | %.1f | %.1f | %.0f s |",
+      c(sprintf("this checkout (%s)", commit), sprintf("%s (%s)", baseline_ref, baseline_commit)),
+      c(current$cpu, baseline$cpu), c(current$wall, baseline$wall), 1000 * per_series, 10000 * per_series / 2
+    )
+  )
+  report <- c(
+    "# Prophet fit cost per series (r-forecast-plumber), this checkout vs another version",
+    "",
+    "Command (from the repository root):",
+    "",
+    "```sh",
+    sprintf("Rscript bench/prophet_batch.R %d %d %s %s cpu", n_series, chunk_size, baseline_ref, output),
+    "```",
+    "",
+    sprintf(
+      paste(
+        "%d synthetic students (12 weekly points of I_t, attempts and active days) fitted by `fit_prophet_batch()`",
+        "in one R process per version (PROPHET_CORES=1, no HTTP), after a warm-up fit; CPU = user + system seconds",
+        "of that process. The last column extrapolates to 10,000 series on 2 cores (forked fits scale with the",
+        "cores when they are free); HTTP, JSON and the model file add about a second per 500-series request."
+      ),
+      n_series
+    ),
+    sprintf(
+      "Machine: %d cores (`nproc`), R %s, prophet %s, rstan %s; load average before the run: %s (a shared machine: wall seconds are inflated, CPU seconds much less).",
+      parallel::detectCores(), getRversion(), utils::packageVersion("prophet"), utils::packageVersion("rstan"),
+      paste(strsplit(load_before, " ")[[1]][1:3], collapse = " ")
+    ),
+    "",
+    table_lines,
+    ""
+  )
+  cat(table_lines, sep = "\n")
+  dir.create(dirname(output), recursive = TRUE, showWarnings = FALSE)
+  writeLines(report, output)
+  cat("wrote", output, "\n")
+  quit(save = "no")
+}
+
 current <- measure(file.path(repo_root, "r-services"), series)
 baseline <- measure(export_version(baseline_ref), series)
 capacity_after <- cpu_parallel_capacity()
-commit <- system("git rev-parse --short HEAD", intern = TRUE)
-baseline_commit <- system(sprintf("git rev-parse --short %s", shQuote(baseline_ref)), intern = TRUE)
 
 table_lines <- c(
   "| version | chunks | seconds (wall) | seconds in R (sum of elapsed_s) | series/s |",

@@ -344,7 +344,10 @@ class ProphetSettings(ModelSettings):
     )
     forecast_weeks: int = setting("PROPHET_FORECAST_WEEKS", 4, "Weeks forecast ahead.", minimum=1, maximum=52)
     anomaly_threshold: float = setting(
-        "PROPHET_ANOMALY_THRESHOLD", 2.5, "A week is anomalous when |y - yhat| / sigma exceeds this.", minimum=0.1
+        "PROPHET_ANOMALY_THRESHOLD",
+        2.5,
+        "A week is anomalous when its score (z scale, |y - yhat| / sigma) exceeds this.",
+        minimum=0.1,
     )
     chunk_size: int = setting(
         "PROPHET_CHUNK_SIZE", 500, "Series per request; chunks are fitted as mapped tasks.", minimum=1, maximum=100000

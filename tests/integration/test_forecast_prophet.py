@@ -1,21 +1,26 @@
 """forecast_prophet end to end: real warehouse, real r-forecast-plumber, ``airflow dags test``.
 
-One synthetic population (300 students x 16 weeks, seed 42) and its weekly_kpi are
-loaded once for the module and the DAG is run for TEST_LOGICAL_DATE; the tests then
-check what it wrote, rerun it (same settings, smaller chunks, a stopped service) and
-compare. The window is the 12 complete weeks before 2026-11-23: 2026-08-31 .. 2026-11-16.
+One synthetic population (300 students, seed 42, 16 weeks of history and 4 realized
+weeks after the run date) and its weekly_kpi are loaded once for the module and the DAG
+is run for TEST_LOGICAL_DATE; the tests then check what it wrote against the truth and
+the realized weeks, rerun it (same settings, smaller chunks, a stopped service) and
+compare. The window is the 12 complete weeks before 2026-11-23: 2026-08-31 .. 2026-11-16;
+the run reads nothing after it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 
@@ -30,6 +35,7 @@ DAG_ID = "forecast_prophet"
 WINDOW = weekly_window(TEST_LOGICAL_DATE, 12)
 LAST_WEEK = WINDOW.end - timedelta(weeks=1)
 TABLES = ("prophet_fit_meta", "prophet_anomalies", "prophet_forecast")
+FUTURE_WEEKS = 4
 # Columns that legitimately differ between two runs with the same result.
 RUN_SPECIFIC_COLUMNS = {"created_at", "model_id"}
 
@@ -70,15 +76,31 @@ def eligible_students(conn: psycopg.Connection) -> set[int]:
 @pytest.fixture(scope="module")
 def first_run(warehouse_uri: str, run_dag: Callable[..., DagRunResult]) -> FirstRun:
     data = synthetic.generate(
-        n_students=300, n_weeks=16, seed=42, end_date=TEST_LOGICAL_DATE, timezone=PLATFORM_TIMEZONE
+        n_students=300,
+        n_weeks=16,
+        seed=42,
+        end_date=TEST_LOGICAL_DATE,
+        future_weeks=FUTURE_WEEKS,
+        timezone=PLATFORM_TIMEZONE,
     )
     synthetic.load(warehouse_uri, data)
-    build_weekly_kpi(Warehouse(), weekly_window(TEST_LOGICAL_DATE, 16), KpiSettings.from_env())
+    build_weekly_kpi(Warehouse(), weekly_window(end_date, 16 + FUTURE_WEEKS), KpiSettings.from_env())
     with psycopg.connect(warehouse_uri, autocommit=True) as conn:
         n_eligible = len(eligible_students(conn))
     result = run_dag(DAG_ID)
     assert result.succeeded, result.output[-5000:]
     return FirstRun(result, n_eligible)
+
+
+def inactive_students(conn: psycopg.Connection) -> set[int]:
+    """Eligible students without any attempt in the window's last two weeks (14 days before the run date)."""
+    rows = fetch_all(
+        conn,
+        "SELECT user_id FROM weekly_kpi WHERE week_start >= %s AND week_start < %s GROUP BY user_id"
+        " HAVING sum(n_attempts) = 0",
+        (WINDOW.end - timedelta(weeks=2), WINDOW.end),
+    )
+    return {user_id for (user_id,) in rows} & eligible_students(conn)
 
 
 def test_dag_run_writes_meta_forecasts_and_anomalies(first_run: FirstRun, db: psycopg.Connection) -> None:
@@ -87,14 +109,25 @@ def test_dag_run_writes_meta_forecasts_and_anomalies(first_run: FirstRun, db: ps
             db, "SELECT status, count(*) FROM prophet_fit_meta WHERE run_date = %s GROUP BY 1", (TEST_LOGICAL_DATE,)
         )
     )
-    # 300 synthetic students: most study throughout; early churners are skipped or absent.
+    # 300 synthetic students: most study throughout; churners are inactive, skipped or absent.
     assert first_run.n_eligible >= 150
-    assert statuses.get("ok") == first_run.n_eligible, statuses
+    inactive = inactive_students(db)
+    assert inactive, "the synthetic churners should include students inactive at the run date"
+    assert statuses.get("fitted") == first_run.n_eligible - len(inactive), statuses
     assert statuses.get("failed") is None, statuses
-    ok_ids = {user_id for (user_id,) in fetch_all(
-        db, "SELECT user_id FROM prophet_fit_meta WHERE run_date = %s AND status = 'ok'", (TEST_LOGICAL_DATE,)
-    )}  # fmt: skip
-    assert ok_ids == eligible_students(db)
+    by_status = {
+        status: {
+            user_id
+            for (user_id,) in fetch_all(
+                db,
+                "SELECT user_id FROM prophet_fit_meta WHERE run_date = %s AND status = %s",
+                (TEST_LOGICAL_DATE, status),
+            )
+        }  # fmt: skip
+        for status in ("fitted", "inactive")
+    }
+    assert by_status["inactive"] == inactive
+    assert by_status["fitted"] == eligible_students(db) - inactive
 
     skipped = fetch_all(
         db,
@@ -102,36 +135,57 @@ def test_dag_run_writes_meta_forecasts_and_anomalies(first_run: FirstRun, db: ps
         (TEST_LOGICAL_DATE,),
     )
     assert skipped and all(reason.startswith("too little activity") and n_points >= 1 for reason, n_points in skipped)
+    ((inactive_reason,),) = fetch_all(
+        db,
+        "SELECT DISTINCT reason FROM prophet_fit_meta WHERE run_date = %s AND status = 'inactive'",
+        (TEST_LOGICAL_DATE,),
+    )
+    assert inactive_reason.startswith("no activity in the last 2 weeks")
 
     ((params, changepoints, sigma, n_points, settings, model_id),) = fetch_all(
         db,
         "SELECT params, changepoints, sigma, n_points, settings, model_id FROM prophet_fit_meta"
-        " WHERE run_date = %s AND status = 'ok' ORDER BY user_id LIMIT 1",
+        " WHERE run_date = %s AND status = 'fitted' ORDER BY user_id LIMIT 1",
         (TEST_LOGICAL_DATE,),
     )
-    assert {"k", "m", "delta", "slope_per_week"} <= params.keys()
-    assert isinstance(changepoints, list) and sigma > 0 and n_points == 12 and model_id.startswith("prophet-")
+    assert {"growth", "k", "m", "delta", "slope_per_week", "scale"} <= params.keys()
+    assert isinstance(changepoints, list) and sigma > 0 and 4 <= n_points <= 12 and model_id.startswith("prophet-")
     assert settings["PROPHET_LOOKBACK_WEEKS"] == 12 and settings["PROPHET_FORECAST_WEEKS"] == 4
     assert settings["PROPHET_ANOMALY_THRESHOLD"] == 2.5 and settings["window_start"] == WINDOW.start.isoformat()
     assert settings["service"]["anomaly_threshold"] == 2.5
 
-    # Four forecast weeks right after the window for every fitted student.
+    # Four forecast weeks right after the window for every fitted (not inactive) student,
+    # inside I_t's range [0, 100], the band around the median.
     forecast_weeks = fetch_all(
         db,
-        "SELECT week_start, count(*), count(*) FILTER (WHERE yhat_lower <= yhat AND yhat <= yhat_upper)"
+        "SELECT week_start, count(*), count(*) FILTER (WHERE 0 <= yhat_lower AND yhat_lower <= yhat"
+        " AND yhat <= yhat_upper AND yhat_upper <= 100)"
         " FROM prophet_forecast WHERE run_date = %s GROUP BY 1 ORDER BY 1",
         (TEST_LOGICAL_DATE,),
     )
-    assert forecast_weeks == [
-        (WINDOW.end + timedelta(weeks=week), first_run.n_eligible, first_run.n_eligible) for week in range(4)
-    ]
-    ((n_anomalies, min_score, n_outside_window),) = fetch_all(
+    n_fitted = len(by_status["fitted"])
+    assert forecast_weeks == [(WINDOW.end + timedelta(weeks=week), n_fitted, n_fitted) for week in range(4)]
+    ((n_anomalies, min_score, n_outside_window, series, directions),) = fetch_all(
         db,
-        "SELECT count(*), min(score), count(*) FILTER (WHERE week_start < %s OR week_start >= %s)"
+        "SELECT count(*), min(score), count(*) FILTER (WHERE week_start < %s OR week_start >= %s),"
+        " array_agg(DISTINCT series ORDER BY series), array_agg(DISTINCT direction ORDER BY direction)"
         " FROM prophet_anomalies WHERE run_date = %s",
         (WINDOW.start, WINDOW.end, TEST_LOGICAL_DATE),
     )
     assert n_anomalies > 0 and min_score > 2.5 and n_outside_window == 0
+    assert series == ["activity", "learning_index"] and directions == ["dip", "spike"]
+    # Weeks after a student's last active week are never flagged.
+    ((after_last_active,),) = fetch_all(
+        db,
+        """
+        SELECT count(*) FROM prophet_anomalies AS a
+        WHERE a.run_date = %(run_date)s AND a.week_start > (
+            SELECT max(k.week_start) FROM weekly_kpi AS k
+            WHERE k.user_id = a.user_id AND k.n_attempts > 0 AND k.week_start < %(end)s)
+        """,
+        {"run_date": TEST_LOGICAL_DATE, "end": WINDOW.end},
+    )
+    assert after_last_active == 0
 
 
 def test_rerun_of_the_same_date_replaces_the_rows(
@@ -158,7 +212,8 @@ def test_many_students_are_fitted_in_several_mapped_chunks(
     # Each chunk is one request, i.e. one model_id, fitted by its own mapped task instance.
     ((n_models, n_ok),) = fetch_all(
         db,
-        "SELECT count(DISTINCT model_id), count(*) FROM prophet_fit_meta WHERE run_date = %s AND status = 'ok'",
+        "SELECT count(DISTINCT model_id), count(*) FROM prophet_fit_meta"
+        " WHERE run_date = %s AND status IN ('fitted', 'inactive')",
         (TEST_LOGICAL_DATE,),
     )
     assert n_models == expected_chunks > 1
@@ -173,106 +228,170 @@ def test_many_students_are_fitted_in_several_mapped_chunks(
     assert {table: run_rows(db, table, without_settings) for table in TABLES} == unchunked
 
 
-def test_injected_anomaly_weeks_are_found(first_run: FirstRun, db: psycopg.Connection) -> None:
-    # Truth: injected weeks inside the window, of students who got a series.
-    ((n_truth, n_found, n_hit, n_dips, n_dips_hit, n_points, n_found_zero_weeks),) = fetch_all(
-        db,
+def window_activity(conn: psycopg.Connection) -> pd.DataFrame:
+    """Weekly attempts and I_t in the window of the students that got a series, up to their last active week."""
+    rows = fetch_all(
+        conn,
         """
-        WITH truth AS (
-            SELECT t.user_id, t.week_start, t.activity_factor
-            FROM synthetic_truth_anomaly AS t
-            JOIN prophet_fit_meta AS m ON m.user_id = t.user_id AND m.run_date = %(run_date)s AND m.status = 'ok'
-            WHERE t.week_start >= %(start)s AND t.week_start < %(end)s
-        ),
-        found AS (
-            SELECT a.user_id, a.week_start, a.y FROM prophet_anomalies AS a WHERE a.run_date = %(run_date)s
-        )
-        SELECT (SELECT count(*) FROM truth),
-               (SELECT count(*) FROM found),
-               (SELECT count(*) FROM truth JOIN found USING (user_id, week_start)),
-               (SELECT count(*) FROM truth WHERE activity_factor < 1),
-               (SELECT count(*) FROM truth JOIN found USING (user_id, week_start) WHERE activity_factor < 1),
-               (SELECT sum(n_points) FROM prophet_fit_meta WHERE run_date = %(run_date)s AND status = 'ok'),
-               (SELECT count(*) FROM found LEFT JOIN truth USING (user_id, week_start)
-                 WHERE truth.user_id IS NULL AND found.y = 0)
+        SELECT k.user_id, k.week_start, k.n_attempts, k.i_t
+        FROM weekly_kpi AS k
+        JOIN prophet_fit_meta AS m ON m.user_id = k.user_id AND m.run_date = %(run_date)s
+        WHERE m.status IN ('fitted', 'inactive') AND k.week_start >= %(start)s AND k.week_start < %(end)s
+          AND k.week_start <= (SELECT max(l.week_start) FROM weekly_kpi AS l
+                               WHERE l.user_id = k.user_id AND l.n_attempts > 0 AND l.week_start < %(end)s)
+        ORDER BY 1, 2
         """,
         {"run_date": TEST_LOGICAL_DATE, "start": WINDOW.start, "end": WINDOW.end},
     )
-    recall = n_hit / n_truth
-    precision = n_hit / n_found
-    dip_recall = n_dips_hit / n_dips
-    base_rate = n_truth / n_points
-    precision_with_zero_weeks = (n_hit + n_found_zero_weeks) / n_found
+    return pd.DataFrame(rows, columns=["user_id", "week_start", "n_attempts", "i_t"])
+
+
+def top_weeks(weeks: pd.DataFrame, value: str, n_flags: int) -> set[tuple[int, Any]]:
+    """The ``n_flags`` student-weeks with the largest |robust z| of ``value`` against the student's other weeks."""
+    scored: list[tuple[float, int, Any]] = []
+    for user_id, student in weeks.groupby("user_id"):
+        values = student[value].to_numpy(dtype=float)
+        for i, week in enumerate(student["week_start"]):
+            others = np.delete(values, i)
+            median = np.median(others)
+            scale = max(1.4826 * np.median(np.abs(others - median)), 1.0)
+            scored.append((abs(values[i] - median) / scale, user_id, week))
+    scored.sort(key=lambda item: item[0], reverse=True)
+    return {(user_id, week) for _, user_id, week in scored[:n_flags]}
+
+
+def test_anomaly_flags_beat_the_count_baseline_and_flat_median_does_not(
+    first_run: FirstRun, db: psycopg.Connection
+) -> None:
+    """Activity flags vs the injected anomalies, against the issue-12 count baseline.
+
+    Truth: ``synthetic_truth_anomaly`` in the window, for the students sent to the
+    service (the generator multiplies a week's session rate by 3-4 or 0.1-0.2).
+    Bars, none taken from the model's own output:
+
+    * Baseline bar: at the same number of flags (the model's), the model finds at least
+      as many injected weeks as the count rule of issue 12 (weekly attempts against the
+      median and MAD of the student's other weeks, up to the last active week). Same
+      number of flags, so this is precision AND recall at least the baseline's.
+      Negative control: issue 18's flat-median rule (I_t against the student's median,
+      robust z) with the same number of flags must fail this bar.
+    * Theory bar: precision at least 4x the base rate (the share of injected weeks among
+      the weeks scored): a rule without information about the injection, e.g. one that
+      misaligned weeks or students, flags at the base rate. Negative control: the same
+      flags against the truth moved to random students (same weeks) must fail it.
+    * Direction: at least 90% of the found weeks have the injected direction (spike for
+      factors > 1), as the activity series is the count itself. Negative control:
+      directions drawn at random (expected 50%) fail it.
+    """
+    truth_rows = fetch_all(
+        db,
+        """
+        SELECT t.user_id, t.week_start, t.activity_factor FROM synthetic_truth_anomaly AS t
+        JOIN prophet_fit_meta AS m ON m.user_id = t.user_id AND m.run_date = %(run_date)s
+        WHERE m.status IN ('fitted', 'inactive') AND t.week_start >= %(start)s AND t.week_start < %(end)s
+        """,
+        {"run_date": TEST_LOGICAL_DATE, "start": WINDOW.start, "end": WINDOW.end},
+    )
+    truth = {(user_id, week): factor for user_id, week, factor in truth_rows}
+    flags = {
+        (user_id, week): direction
+        for user_id, week, direction in fetch_all(
+            db,
+            "SELECT user_id, week_start, direction FROM prophet_anomalies WHERE run_date = %s AND series = 'activity'",
+            (TEST_LOGICAL_DATE,),
+        )
+    }
+    weeks = window_activity(db)
+    n_flags = len(flags)
+    hits = flags.keys() & truth.keys()
+    baseline_hits = top_weeks(weeks, "n_attempts", n_flags) & truth.keys()
+    flat_median_hits = top_weeks(weeks, "i_t", n_flags) & truth.keys()
+    base_rate = len(truth) / len(weeks)
+    rng = random.Random(42)
+    students = sorted(weeks["user_id"].unique())
+    shuffled_truth = {(rng.choice(students), week) for _, week in truth}
+    right_direction = sum((flags[week] == "spike") == (truth[week] > 1) for week in hits)
+    random_direction = sum(rng.choice(["spike", "dip"]) == ("spike" if truth[week] > 1 else "dip") for week in hits)
+    spikes = {week for week, factor in truth.items() if factor > 1}
     print(
-        f"prophet recovery: {n_truth} injected weeks, {n_found} flagged, {n_hit} found: recall {recall:.2f} "
-        f"(dips {dip_recall:.2f}, spikes {(n_hit - n_dips_hit) / (n_truth - n_dips):.2f}), precision {precision:.2f} "
-        f"(base rate {base_rate:.3f}; counting unflagged-by-truth weeks without attempts as real: "
-        f"{precision_with_zero_weeks:.2f})"
+        f"activity flags: {n_flags} flagged, {len(truth)} injected, {len(hits)} found (precision "
+        f"{len(hits) / n_flags:.2f}, recall {len(hits) / len(truth):.2f}, spikes {len(hits & spikes)}/{len(spikes)}); "
+        f"count baseline {len(baseline_hits)}, flat median {len(flat_median_hits)}, base rate {base_rate:.3f}, "
+        f"shuffled truth {len(flags.keys() & shuffled_truth)}, right direction {right_direction}/{len(hits)}"
     )
-    assert n_truth >= 30
-    # Bars, and why. The generator injects anomalies into the SESSION RATE (x3-4 or
-    # x0.1-0.2); the model sees I_t = 100 * accuracy * ln(1 + attempts) / ln(201).
-    # * A spike multiplies attempts by ~3.5, i.e. adds ln(3.5) ~ 1.25 to ln(1 + attempts)
-    #   of ~4.4: about +28% of I_t, inside the normal week-to-week spread of a student
-    #   whose sessions are Poisson (2-6 a week). Spikes are hardly visible in I_t: 0-25%
-    #   found over seeds 1-5, 7 and 42 (direct service calls on the same data).
-    # * A dip leaves 0-1 sessions: I_t falls by 40% or to 0. 42-64% of dips were found
-    #   over those seeds; bar 0.35. Overall recall was 0.26-0.44; bar 0.2.
-    # * Precision is bounded by weeks without any attempt that the Poisson session
-    #   process produces by chance (P = exp(-sessions per week), 11% of weeks for a
-    #   2.2-sessions student): they are anomalies of I_t, just not injected ones. Raw
-    #   precision was 0.17-0.28 over the seeds (8-10x the base rate of ~2.5%); bar 0.12.
-    #   Counting those zero-activity weeks as real, precision is ~0.6; bar 0.45.
-    # A pipeline that misaligned weeks or students would flag at random: recall about
-    # the flag rate (~4%) and precision about the base rate, far below every bar.
-    assert dip_recall >= 0.35
-    assert recall >= 0.2
-    assert precision >= 0.12
-    assert precision >= 4 * base_rate
-    assert precision_with_zero_weeks >= 0.45
+    assert len(truth) >= 30 and n_flags >= 20
+
+    def beats_baseline(found: set) -> bool:
+        return len(found) >= len(baseline_hits)
+
+    def informative(found: set, n: int) -> bool:
+        return len(found) / n >= 4 * base_rate
+
+    def directed(n_right: int) -> bool:
+        return n_right >= 0.9 * len(hits)
+
+    assert beats_baseline(hits)
+    assert not beats_baseline(flat_median_hits)
+    assert informative(hits, n_flags)
+    assert not informative(flags.keys() & shuffled_truth, n_flags)
+    assert directed(right_direction)
+    assert not directed(random_direction)
 
 
-def test_forecast_of_a_series_with_a_clear_trend_follows_the_trend(first_run: FirstRun, db: psycopg.Connection) -> None:
-    # "Clear trend": all 12 weeks active (no churn step) and a straight line explains
-    # at least 80% of the variance of I_t with a slope of at least 1.5 per week.
-    trends = fetch_all(
-        db,
+def realized_forecasts(conn: psycopg.Connection) -> pd.DataFrame:
+    """Forecasts of fitted students with the realized I_t of those weeks and the naive forecast."""
+    rows = fetch_all(
+        conn,
         """
-        WITH history AS (
-            SELECT user_id,
-                   regr_slope(i_t, (week_start - %(end)s) / 7.0) AS slope,
-                   regr_intercept(i_t, (week_start - %(end)s) / 7.0) AS line_at_end,
-                   regr_r2(i_t, (week_start - %(end)s) / 7.0) AS r2
-            FROM weekly_kpi
-            WHERE week_start >= %(start)s AND week_start < %(end)s
-            GROUP BY user_id
-            HAVING count(*) FILTER (WHERE n_attempts > 0) = 12
-        ),
-        forecast AS (
-            SELECT user_id,
-                   regr_slope(yhat, (week_start - %(end)s) / 7.0) AS slope,
-                   regr_intercept(yhat, (week_start - %(end)s) / 7.0) AS at_end
-            FROM prophet_forecast
-            WHERE run_date = %(run_date)s
-            GROUP BY user_id
-        )
-        SELECT h.user_id, h.slope, f.slope, h.line_at_end, f.at_end, m.sigma
-        FROM history AS h
-        JOIN forecast AS f USING (user_id)
-        JOIN prophet_fit_meta AS m ON m.user_id = h.user_id AND m.run_date = %(run_date)s
-        WHERE h.r2 >= 0.8 AND abs(h.slope) >= 1.5
+        SELECT f.user_id, f.week_start, f.yhat, f.yhat_lower, f.yhat_upper, k.i_t, k.n_attempts,
+               (SELECT avg(h.i_t) FROM weekly_kpi AS h WHERE h.user_id = f.user_id
+                  AND h.week_start >= %(end)s::date - 28 AND h.week_start < %(end)s) AS naive
+        FROM prophet_forecast AS f
+        JOIN weekly_kpi AS k ON k.user_id = f.user_id AND k.week_start = f.week_start
+        WHERE f.run_date = %(run_date)s
         """,
-        {"run_date": TEST_LOGICAL_DATE, "start": WINDOW.start, "end": WINDOW.end},
+        {"run_date": TEST_LOGICAL_DATE, "end": WINDOW.end},
     )
-    print("clear trends (user, line slope, forecast slope, line at end, forecast at end, sigma):", trends)
-    assert trends, "the synthetic improvers should include series with a clear trend"
-    # On such a series the model (linear trend, changepoint deltas shrunk by prophet's
-    # prior) is close to the least-squares line; its outlier screen may leave out a
-    # week, which moves the line a little: hence 25% on the slope and one noise sigma
-    # on the level where the forecast starts. (Measured: within 0.3% and 0.1 sigma.)
-    for user_id, line_slope, forecast_slope, line_at_end, forecast_at_end, sigma in trends:
-        assert abs(forecast_slope - line_slope) <= 0.25 * abs(line_slope), (user_id, line_slope, forecast_slope)
-        assert abs(forecast_at_end - line_at_end) <= sigma, (user_id, line_at_end, forecast_at_end, sigma)
+    return pd.DataFrame(
+        rows, columns=["user_id", "week_start", "yhat", "yhat_lower", "yhat_upper", "i_t", "n_attempts", "naive"]
+    ).astype({"yhat": float, "yhat_lower": float, "yhat_upper": float, "i_t": float, "naive": float})
+
+
+def test_forecasts_beat_naive_on_active_weeks_and_intervals_cover(first_run: FirstRun, db: psycopg.Connection) -> None:
+    """Forecasts vs the 4 realized weeks after the run date (never read by the run).
+
+    * Accuracy bar (baseline): on realized weeks with attempts, the median forecast's
+      MAE is below the naive forecast's (mean of the last 4 weeks, the scoreboard's
+      baseline). Weeks without attempts (I_t = 0, mostly churn after the run date) are
+      left out here: no weekly model predicts who stops; the full MASE is measured in
+      bench/prophet_quality.py. Negative control: the same forecasts given to random
+      other students must fail the bar.
+    * Coverage bar (theory): the 80% band covers between 65% and 92% of all realized
+      weeks: 80% +- 2.5 binomial standard errors of ~1,000 correlated weeks, plus the
+      spread over seeds measured in docs/bench-prophet-quality.md. Negative control: the
+      band halved around the median (what a band without trend and effort uncertainty
+      looks like) must fail it.
+    """
+    realized = realized_forecasts(db)
+    assert len(realized) >= 500
+    active = realized[realized["n_attempts"] > 0]
+    mae = (active["yhat"] - active["i_t"]).abs().mean()
+    naive_mae = (active["naive"] - active["i_t"]).abs().mean()
+    rng = np.random.default_rng(42)
+    other_students = active["yhat"].to_numpy()[rng.permutation(len(active))]
+    shuffled_mae = np.abs(other_students - active["i_t"].to_numpy()).mean()
+    covered = ((realized["yhat_lower"] <= realized["i_t"]) & (realized["i_t"] <= realized["yhat_upper"])).mean()
+    half_lower = realized["yhat"] - (realized["yhat"] - realized["yhat_lower"]) / 2
+    half_upper = realized["yhat"] + (realized["yhat_upper"] - realized["yhat"]) / 2
+    half_covered = ((half_lower <= realized["i_t"]) & (realized["i_t"] <= half_upper)).mean()
+    print(
+        f"forecasts: {len(realized)} realized weeks ({len(active)} active): MAE {mae:.2f} vs naive {naive_mae:.2f}"
+        f" (shuffled {shuffled_mae:.2f}); coverage {covered:.3f} (halved band {half_covered:.3f})"
+    )
+    assert mae < naive_mae
+    assert not shuffled_mae < naive_mae
+    assert 0.65 <= covered <= 0.92
+    assert not 0.65 <= half_covered <= 0.92
 
 
 def closed_port() -> int:

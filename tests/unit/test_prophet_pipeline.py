@@ -42,18 +42,27 @@ def run_context(**params: Any) -> RunContext[ProphetSettings]:
 
 
 def service_answer(**overrides: Any) -> dict[str, Any]:
-    """A /prophet/fit answer shaped like r-forecast-plumber's (two series fitted, one skipped)."""
+    """A /prophet/fit answer shaped like r-forecast-plumber's (one fitted, one inactive, one skipped)."""
     answer: dict[str, Any] = {
         "model_id": "prophet-1",
         "fits": [
             {
                 "series_id": 101,
+                "status": "fitted",
                 "params": {"growth": "linear", "k": 0.4, "m": 0.5, "delta": [0.0, 0.1], "slope_per_week": 1.2},
                 "changepoints": ["2026-09-14", "2026-10-12"],
                 "sigma": 2.5,
                 "n_points": 12,
             },
-            {"series_id": 102, "params": {"k": 0.0}, "changepoints": [], "sigma": 1e-6, "n_points": 9},
+            {
+                "series_id": 102,
+                "status": "inactive",
+                "reason": "no activity in the last 2 weeks (since 2026-11-09)",
+                "params": {"k": 0.0},
+                "changepoints": [],
+                "sigma": 1e-6,
+                "n_points": 9,
+            },
         ],
         "forecast": {
             "series_id": [101, 101, 102],
@@ -62,7 +71,15 @@ def service_answer(**overrides: Any) -> dict[str, Any]:
             "yhat_lower": [45.1, 46.3, 6.9],
             "yhat_upper": [54.9, 56.1, 7.1],
         },
-        "anomalies": {"series_id": [101], "ds": ["2026-10-05"], "y": [0], "yhat": [44.0], "score": [17.6]},
+        "anomalies": {
+            "series_id": [101, 101],
+            "ds": ["2026-10-05", "2026-10-05"],
+            "y": [0, 31.5],
+            "yhat": [44.0, 50.0],
+            "score": [17.6, 2.7],
+            "series": ["activity", "learning_index"],
+            "direction": ["dip", "dip"],
+        },
         "failures": {"series_id": [103], "status": ["skipped"], "reason": ["too few points: 3 non-missing"]},
         "settings": {"min_points": 4, "max_changepoints": 3},
     }
@@ -99,7 +116,9 @@ def test_fit_payload_is_column_oriented_sorted_with_iso_dates_and_the_run_settin
         {
             "user_id": [7, 5, 5],
             "week_start": [date(2026, 9, 7), date(2026, 9, 14), date(2026, 9, 7)],
-            "i_t": [10.5, 0.0, 3.25],
+            "i_t": [10.5, 0.0, 103.25],
+            "n_attempts": [12, 0, 250],
+            "active_days": [2, 0, 6],
         }
     )
     payload = fit_payload(shard, run_context(PROPHET_FORECAST_WEEKS=6, PROPHET_ANOMALY_THRESHOLD=3.0).settings)
@@ -107,8 +126,13 @@ def test_fit_payload_is_column_oriented_sorted_with_iso_dates_and_the_run_settin
         "series": {
             "series_id": [5, 5, 7],
             "ds": ["2026-09-07", "2026-09-14", "2026-09-07"],
-            "y": [3.25, 0.0, 10.5],
+            # I_t above 100 (over 200 attempts a week) is sent as the top of its range.
+            "y": [100.0, 0.0, 10.5],
+            "activity": [250, 0, 12],
+            "active_days": [6, 0, 2],
         },
+        "y_min": 0.0,
+        "y_max": 100.0,
         "forecast_weeks": 6,
         "anomaly_threshold": 3.0,
     }
@@ -117,7 +141,15 @@ def test_fit_payload_is_column_oriented_sorted_with_iso_dates_and_the_run_settin
 
 
 def test_fit_payload_survives_the_parquet_round_trip_of_staging(tmp_path: Path) -> None:
-    shard = pd.DataFrame({"user_id": [1, 1], "week_start": [date(2026, 9, 7), date(2026, 9, 14)], "i_t": [1.0, 2.0]})
+    shard = pd.DataFrame(
+        {
+            "user_id": [1, 1],
+            "week_start": [date(2026, 9, 7), date(2026, 9, 14)],
+            "i_t": [1.0, 2.0],
+            "n_attempts": [3, 4],
+            "active_days": [1, 1],
+        }
+    )
     shard.to_parquet(tmp_path / "shard.parquet", index=False)
     payload = fit_payload(pd.read_parquet(tmp_path / "shard.parquet"), run_context().settings)
     assert payload["series"]["ds"] == ["2026-09-07", "2026-09-14"]
@@ -128,7 +160,9 @@ def test_fit_meta_rows_cover_fitted_skipped_and_unanswered_series() -> None:
     meta = fit_meta_rows(results, RUN_DATE, '{"x": 1}')
     assert list(meta.columns) == FIT_META_COLUMNS
     by_user = meta.set_index("user_id")
-    assert by_user["status"].to_dict() == {101: "ok", 102: "ok", 103: "skipped", 104: "failed"}
+    assert by_user["status"].to_dict() == {101: "fitted", 102: "inactive", 103: "skipped", 104: "failed"}
+    assert by_user.loc[102, "reason"].startswith("no activity in the last 2 weeks")
+    assert pd.isna(by_user.loc[101, "reason"])
     assert by_user.loc[103, "reason"] == "too few points: 3 non-missing"
     assert "did not mention" in by_user.loc[104, "reason"]
     assert (meta["model_id"] == "prophet-1").all()
@@ -160,7 +194,9 @@ def test_fit_meta_rows_of_several_chunks_keep_each_chunks_model_id() -> None:
     second = chunk_result(
         service_answer(
             model_id="prophet-2",
-            fits=[{"series_id": 201, "params": {}, "changepoints": [], "sigma": 1.0, "n_points": 12}],
+            fits=[
+                {"series_id": 201, "status": "fitted", "params": {}, "changepoints": [], "sigma": 1.0, "n_points": 12}
+            ],
             failures={"series_id": [], "status": [], "reason": []},
         ),
         [201],
@@ -183,8 +219,10 @@ def test_forecast_and_anomaly_rows_are_typed_table_rows() -> None:
     }  # fmt: skip
     anomalies = anomaly_rows(results, RUN_DATE)
     assert list(anomalies.columns) == ANOMALY_COLUMNS
+    week = {"run_date": RUN_DATE, "user_id": 101, "week_start": date(2026, 10, 5)}
     assert anomalies.to_dict("records") == [
-        {"run_date": RUN_DATE, "user_id": 101, "week_start": date(2026, 10, 5), "y": 0.0, "yhat": 44.0, "score": 17.6}
+        {**week, "series": "activity", "direction": "dip", "y": 0.0, "yhat": 44.0, "score": 17.6},
+        {**week, "series": "learning_index", "direction": "dip", "y": 31.5, "yhat": 50.0, "score": 2.7},
     ]
 
 
@@ -192,7 +230,7 @@ def test_empty_tables_in_the_answers_give_empty_frames_with_the_table_columns() 
     empty_answer = service_answer(
         fits=[],
         forecast={"series_id": [], "ds": [], "yhat": [], "yhat_lower": [], "yhat_upper": []},
-        anomalies={"series_id": [], "ds": [], "y": [], "yhat": [], "score": []},
+        anomalies={"series_id": [], "ds": [], "y": [], "yhat": [], "score": [], "series": [], "direction": []},
     )
     results = [chunk_result(empty_answer, [103])]
     assert forecast_rows(results, RUN_DATE).empty and list(forecast_rows(results, RUN_DATE).columns) == FORECAST_COLUMNS

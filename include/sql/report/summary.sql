@@ -31,12 +31,20 @@ SELECT 'growth_brms_user', count(*),
 FROM growth_brms_user WHERE run_date = %(run_date)s
 UNION ALL
 SELECT 'prophet_fit_meta', count(*),
-       format('%%s series fitted, %%s failed or skipped', count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status <> 'ok'))
+       format('%%s fitted, %%s skipped, %%s inactive, %%s failed',
+              count(*) FILTER (WHERE status = 'fitted'), count(*) FILTER (WHERE status = 'skipped'),
+              count(*) FILTER (WHERE status = 'inactive'), count(*) FILTER (WHERE status = 'failed'))
 FROM prophet_fit_meta WHERE run_date = %(run_date)s
 UNION ALL
 SELECT 'prophet_anomalies', count(*),
-       coalesce(max(format('largest score %%s (student %%s, week %%s)', round(score::numeric, 2), user_id, week_start))
-                FILTER (WHERE score = (SELECT max(score) FROM prophet_anomalies WHERE run_date = %(run_date)s)), 'none')
+       format('activity: %%s spikes, %%s dips; learning_index: %%s spikes, %%s dips; largest score %%s',
+              count(*) FILTER (WHERE series = 'activity' AND direction = 'spike'),
+              count(*) FILTER (WHERE series = 'activity' AND direction = 'dip'),
+              count(*) FILTER (WHERE series = 'learning_index' AND direction = 'spike'),
+              count(*) FILTER (WHERE series = 'learning_index' AND direction = 'dip'),
+              coalesce(max(format('%%s (student %%s, week %%s, %%s %%s: %%s vs %%s expected)', round(score::numeric, 2),
+                                  user_id, week_start, series, direction, round(y::numeric, 1), round(yhat::numeric, 1)))
+                       FILTER (WHERE score = (SELECT max(score) FROM prophet_anomalies WHERE run_date = %(run_date)s)), 'none'))
 FROM prophet_anomalies WHERE run_date = %(run_date)s
 UNION ALL
 SELECT 'prophet_forecast', count(*), format('%%s students x %%s weeks ahead', count(DISTINCT user_id), count(DISTINCT week_start))

@@ -1,10 +1,16 @@
-"""Prophet: per-student forecast and anomalous weeks of the weekly learning index I_t.
+"""Prophet: per-student forecast of the weekly learning index I_t, and anomalous weeks.
 
-Model (r-forecast-plumber ``/prophet/fit``): one linear-trend prophet model per
-student, no seasonality (12 weekly points cannot identify one), a few changepoints.
-A week is anomalous when ``|y - yhat| / sigma`` exceeds ``PROPHET_ANOMALY_THRESHOLD``,
-``sigma`` being the series' residual scale; forecasts continue the trend for
-``PROPHET_FORECAST_WEEKS`` weeks with the band ``yhat +- 1.96 sigma``.
+Model (r-forecast-plumber ``/prophet/fit``, details in its ``R/prophet_model.R``): one
+prophet model per student of I_t on a logit scale of its range [0, 100] (forecasts never
+leave it), with ln(1 + attempts) as an additive regressor and a linear trend (flat for
+fewer than 8 active weeks); weeks without attempts stay out of the trend (I_t = 0 there
+by definition). Weekly attempts are a second series, scored against the student's other
+weeks with a sessions model (attempts per session from active days), so activity
+spikes and dips are flagged where they happen; I_t is flagged net of effort. Scores are
+on a z scale; a week is flagged when its score exceeds ``PROPHET_ANOMALY_THRESHOLD``.
+Forecasts: the median and the 80% band of the predictive distribution, widening with the
+horizon, for ``PROPHET_FORECAST_WEEKS`` weeks. Students without an attempt in the
+window's last 2 weeks are ``inactive``: scored, not forecast.
 
 Why chunks: series are independent, so students are split into chunks of at most
 ``PROPHET_CHUNK_SIZE`` series, each one request fitted by a mapped task. A chunk's
@@ -48,36 +54,44 @@ FIT_META_COLUMNS = [
     "run_date", "user_id", "status", "reason", "model_id", "params",
     "changepoints", "sigma", "n_points", "settings",
 ]  # fmt: skip
-ANOMALY_COLUMNS = ["run_date", "user_id", "week_start", "y", "yhat", "score"]
+ANOMALY_COLUMNS = ["run_date", "user_id", "week_start", "series", "direction", "y", "yhat", "score"]
 FORECAST_COLUMNS = ["run_date", "user_id", "week_start", "yhat", "yhat_lower", "yhat_upper"]
 
 DOC_MD = """
-### Prophet forecast of the learning index
+### Prophet forecast of the learning index, and anomalous weeks
 
 Where is each student's weekly learning index `I_t` heading, and which weeks were
-anomalous? Fits one prophet model per student on **r-forecast-plumber**
-(`/prophet/fit`: linear trend, no seasonality, a few changepoints) and writes, keyed by
-the run's logical date (`run_date`):
+anomalous? Fits one prophet model per student on **r-forecast-plumber** (`/prophet/fit`)
+and writes, keyed by the run's logical date (`run_date`):
 
-* **`prophet_fit_meta`**: one row per student considered: `status` `ok`, `failed`
-  (the service could not fit the series; `reason` says why) or `skipped` (too little
-  activity or too few points; `reason`), the chunk's `model_id`, prophet's `params`
-  (scaled units, plus `slope_per_week` in I_t units), `changepoints`, the residual
-  scale `sigma`, `n_points` and the `settings` used (DAG settings, window, service settings);
-* **`prophet_anomalies`**: weeks with `score = |y - yhat| / sigma` above
-  `PROPHET_ANOMALY_THRESHOLD` (`y`, `yhat`, `score`);
-* **`prophet_forecast`**: `PROPHET_FORECAST_WEEKS` weeks after the window per student,
-  `yhat` with the band `yhat_lower`/`yhat_upper` = `yhat -+ 1.96 sigma` (the noise band
-  of one week around the trend; it does not widen with the horizon). Chart it with the
-  history from `weekly_kpi.i_t`.
+* **`prophet_fit_meta`**: one row per student considered, `status`:
+  `fitted` (forecast and scored), `inactive` (no attempt in the window's last 14 days:
+  history scored for anomalies, no forecast), `skipped` (too little activity or too few
+  points; `reason`) or `failed` (the service could not fit the series; `reason`); the
+  chunk's `model_id`, prophet's `params` (model scale, see `scale`; `growth`, `k`, `m`,
+  `delta`, the effort coefficient `beta`), `changepoints`, the residual scale `sigma`,
+  `n_points` (weeks with attempts) and the `settings` used;
+* **`prophet_anomalies`**: flagged weeks of two series per student, `series`
+  `activity` (weekly attempts, `y` observed vs `yhat` expected attempts) or
+  `learning_index` (`I_t` net of that week's effort), `direction` `spike` or `dip`, and
+  `score` (z scale) above `PROPHET_ANOMALY_THRESHOLD` (larger: fewer, surer flags).
+  A zero week is a dip only for a student whose other weeks are busy; weeks after the
+  last active week are never flagged;
+* **`prophet_forecast`**: `PROPHET_FORECAST_WEEKS` weeks after the window per fitted
+  student: `yhat` (median) and the 80% band `yhat_lower`/`yhat_upper`, inside [0, 100]
+  and widening with the horizon. Chart it with the history from `weekly_kpi.i_t`.
+
+Quality on synthetic students with a realized future: `docs/bench-prophet-quality.md`
+(precision/recall of flags against the injected anomalies and the count baseline,
+MASE against the naive forecast, interval coverage); choices in `docs/metrics.md`.
 
 **Window**: the `PROPHET_LOOKBACK_WEEKS` complete weeks before the logical date, read
 from `weekly_kpi` (built by `build_weekly_kpi`, Mondays 04:00). The run fails, and is
 retried, while `weekly_kpi` has not been built for the window's last week.
 **Who gets a series**: students still preparing (a `weekly_kpi` row for the window's
-last week) with attempts in at least `PROPHET_MIN_ACTIVE_WEEKS` (4) weeks of the window
-(fewer is mostly zeros: no trend to continue, no normal level to be anomalous against); inactive
-weeks count as `I_t = 0`. Students active in fewer weeks get a `skipped` meta row.
+last week) with attempts in at least `PROPHET_MIN_ACTIVE_WEEKS` (4) weeks of the window;
+inactive weeks count as `I_t = 0` and 0 attempts. Students active in fewer weeks get a
+`skipped` meta row.
 **Chunks**: at most `PROPHET_CHUNK_SIZE` students per mapped `fit` task (one request).
 **Idempotent**: a rerun of the same logical date replaces all three tables' rows of
 that date, in one transaction.
@@ -88,12 +102,23 @@ SQL: `include/sql/prophet/`.
 """
 
 
+#: Range of I_t (docs/metrics.md): forecasts are made on a logit scale of it.
+I_T_RANGE = (0.0, 100.0)
+
+
 def fit_payload(shard: pd.DataFrame, settings: ProphetSettings) -> dict[str, Any]:
-    """The ``/prophet/fit`` request of one chunk: its series, column-oriented."""
-    series = shard.rename(columns={"user_id": "series_id", "week_start": "ds", "i_t": "y"})
-    series = series.sort_values(["series_id", "ds"])[["series_id", "ds", "y"]]
+    """The ``/prophet/fit`` request of one chunk: I_t, weekly attempts and active days, column-oriented.
+
+    I_t above 100 (more than 200 attempts in a week at full accuracy) is sent as 100,
+    the top of its range.
+    """
+    series = shard.rename(columns={"user_id": "series_id", "week_start": "ds", "i_t": "y", "n_attempts": "activity"})
+    series = series.sort_values(["series_id", "ds"])[["series_id", "ds", "y", "activity", "active_days"]]
+    series["y"] = series["y"].clip(*I_T_RANGE)
     return {
         "series": column_table(series),
+        "y_min": I_T_RANGE[0],
+        "y_max": I_T_RANGE[1],
         "forecast_weeks": settings.forecast_weeks,
         "anomaly_threshold": settings.anomaly_threshold,
     }
@@ -106,8 +131,9 @@ def _iso_dates(values: pd.Series) -> pd.Series:
 def fit_meta_rows(results: Sequence[dict[str, Any]], run_date: date, settings_json: str) -> pd.DataFrame:
     """``prophet_fit_meta`` rows of every series sent to the service.
 
-    Fitted series are ``ok``; the service's ``failures`` keep their status (``skipped``
-    or ``failed``) and reason; a series the answer does not mention at all is ``failed``
+    Series with a model keep the service's status (``fitted``, or ``inactive``: scored but
+    not forecast); the service's ``failures`` keep theirs (``skipped``, ``inactive`` or
+    ``failed``) and the reason; a series the answer does not mention at all is ``failed``
     (the answer is then incomplete, which must not go unnoticed).
     """
     rows: list[dict[str, Any]] = []
@@ -121,8 +147,8 @@ def fit_meta_rows(results: Sequence[dict[str, Any]], run_date: date, settings_js
             rows.append(
                 {
                     "user_id": user_id,
-                    "status": "ok",
-                    "reason": None,
+                    "status": fit["status"],
+                    "reason": fit.get("reason"),
                     "model_id": model_id,
                     "params": fit["params"],
                     "changepoints": to_json(fit.get("changepoints") or []),
@@ -156,7 +182,12 @@ def fit_meta_rows(results: Sequence[dict[str, Any]], run_date: date, settings_js
 
 
 def _series_table_rows(
-    results: Sequence[dict[str, Any]], table: str, value_columns: Sequence[str], run_date: date, columns: Sequence[str]
+    results: Sequence[dict[str, Any]],
+    table: str,
+    value_columns: Sequence[str],
+    run_date: date,
+    columns: Sequence[str],
+    text_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Rows of one column-oriented series table (``forecast``/``anomalies``) of every chunk."""
     frames = [frame_from_columns(result["response"][table]) for result in results]
@@ -169,6 +200,7 @@ def _series_table_rows(
             "run_date": run_date,
             "user_id": rows["series_id"].astype("int64"),
             "week_start": _iso_dates(rows["ds"]),
+            **{name: rows[name].astype(str) for name in text_columns},
             **{name: rows[name].astype("float64") for name in value_columns},
         }
     )
@@ -176,8 +208,10 @@ def _series_table_rows(
 
 
 def anomaly_rows(results: Sequence[dict[str, Any]], run_date: date) -> pd.DataFrame:
-    """``prophet_anomalies`` rows: the weeks each chunk's answer flagged."""
-    return _series_table_rows(results, "anomalies", ["y", "yhat", "score"], run_date, ANOMALY_COLUMNS)
+    """``prophet_anomalies`` rows: the weeks each chunk's answer flagged, per series."""
+    return _series_table_rows(
+        results, "anomalies", ["y", "yhat", "score"], run_date, ANOMALY_COLUMNS, text_columns=["series", "direction"]
+    )
 
 
 def forecast_rows(results: Sequence[dict[str, Any]], run_date: date) -> pd.DataFrame:
@@ -243,9 +277,11 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
         response = fit
         n_failures = len((response.get("failures") or {}).get("series_id") or [])
         log.info(
-            "chunk %s: %s series fitted, %s skipped or failed, %s anomalous weeks (model %s, %.1f s in R)",
+            "chunk %s: %s series with a model (%s inactive), %s skipped, inactive or failed, %s anomaly flags"
+            " (model %s, %.1f s in R)",
             shard_index,
             len(response["fits"]),
+            sum(fit["status"] == "inactive" for fit in response["fits"]),
             n_failures,
             len(response["anomalies"]["series_id"]),
             response["model_id"],
@@ -273,7 +309,7 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
         # Meta: the students skipped for too little activity (decided in SQL), then
         # every series sent to the service.
         tx.delete_partition("prophet_fit_meta", key)
-        n_inactive = tx.execute_file(
+        n_too_little_activity = tx.execute_file(
             "prophet/insufficient_activity.sql",
             {**window.as_sql_params(), "min_active_weeks": run.settings.min_active_weeks, "settings": settings_json},
         )
@@ -283,13 +319,13 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
         forecasts = forecast_rows(results, window.run_date)
         written = {
             "prophet_anomalies": tx.replace_partition(
-                "prophet_anomalies", anomalies, key, ["run_date", "user_id", "week_start"]
+                "prophet_anomalies", anomalies, key, ["run_date", "user_id", "week_start", "series"]
             ),
             "prophet_forecast": tx.replace_partition(
                 "prophet_forecast", forecasts, key, ["run_date", "user_id", "week_start"]
             ),
         }
-        statuses = Counter(meta["status"]) + Counter({"skipped": n_inactive})
+        statuses = Counter(meta["status"]) + Counter({"skipped": n_too_little_activity})
         summary = {"n_chunks": len(results), "series": dict(statuses), **written}
         if statuses["failed"]:
             log.warning("%s series could not be fitted; see prophet_fit_meta.reason", statuses["failed"])

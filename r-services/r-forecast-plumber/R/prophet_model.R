@@ -1,22 +1,40 @@
 # Prophet forecasts and anomaly scores for many short weekly series.
 #
-# Each series (one student's weekly learning index I_t) is fitted on its own
-# with a linear-trend prophet model. Choices, and why:
-# - `uncertainty.samples = 0`: prophet's simulated intervals cost ~10x the fit
-#   itself. Intervals are instead yhat +- 1.96 * sigma: a 95% band for one
-#   week's value under normal noise of scale sigma. It does not widen with the
-#   horizon (trend uncertainty is not included), so read it as the noise band
-#   around the trend, not as a full predictive interval.
-# - no yearly/weekly/daily seasonality: the data are one point per week and
-#   usually 12 weeks long, so no seasonal period is identifiable.
-# - few changepoints (one per `points_per_changepoint` observations, at most
-#   `max_changepoints`): a 12-point series cannot support prophet's default 25.
-# - anomalies are scored against a fit that the anomalies themselves did not
-#   shape (two passes, see `fit_one_series()`), and sigma is the residual
-#   standard deviation of the points kept in the second pass. An outlier left
-#   in would both bend the trend towards itself and inflate sigma, hiding
-#   itself. sigma is floored (see `sigma_floor()`) so that a constant or
-#   near-constant series never divides by zero.
+# Each series is one student's weekly learning index (y = I_t) and, optionally,
+# weekly activity (attempts, and the days with attempts). Choices, and why
+# (numbers: docs/metrics.md and docs/bench-prophet-quality.md):
+# - The model of y is prophet's (its Stan program, priors and data scaling,
+#   see `fit_prophet_map()`), fitted on a logit scale of y's range
+#   [y_min, y_max] (`model_scale()`) and transformed back, so a forecast can
+#   never leave the range (I_t: never below 0 nor above 100).
+# - ln(1 + attempts) is prophet's additive regressor: I_t moves with the
+#   week's effort, and that movement belongs to the activity series. I_t
+#   anomalies are judged net of effort; forecasts are at the student's mean
+#   effort, and the effort's spread widens their band.
+# - Only weeks with activity enter the trend: I_t of a week without attempts is
+#   0 by definition, and whether such a week is unusual is a question for the
+#   activity series.
+# - Linear trend, no changepoints, no seasonality: 12 weekly points identify a
+#   slope but not its changes nor a season; fewer than
+#   PROPHET_MIN_POINTS_LINEAR active weeks get a flat trend (a noisy slope from
+#   a few points forecasts worse than a level).
+# - Forecast band: predictive quantiles on the model scale, Student-t with
+#   n - p degrees of freedom and scale sigma * sqrt(1 + 1/n + (t - mean t)^2 /
+#   Sxx + drift * h) (noise, the trend's own uncertainty and a drifting level,
+#   so it widens with the horizon h) plus the effort term; mixed with the
+#   student's share of weeks without attempts (I_t = 0). `yhat` is the median.
+#   prophet's own simulated intervals (`uncertainty.samples`) cost ~10x the fit.
+# - I_t anomalies: the outlier-screened refit (two passes, `fit_trend()`),
+#   each active week scored against the residual sigma of the OTHER kept weeks.
+# - Activity anomalies: a sessions model of weekly attempts against the
+#   student's other weeks (`activity_scores()`): a zero week is unusual only
+#   for a student whose other weeks are busy; weeks after the last active week
+#   are never scored.
+# - Every score is the z of a one-sided tail probability (I_t: |y - yhat| /
+#   sigma through Student-t), so `anomaly_threshold` means the same for both
+#   series: a larger value gives fewer, surer flags.
+# - Students without activity in the last `PROPHET_INACTIVE_WEEKS` weeks are
+#   `inactive`: their history is scored, but they get no forecast.
 
 # Everything here works on dates; a fixed zone also stops prophet asking the
 # system for one (which warns in containers without systemd).
@@ -27,53 +45,91 @@ if (!nzchar(Sys.getenv("TZ"))) {
 # Settings from the environment; a malformed or out-of-range value is an
 # error (checked once when the service starts, see `on_service_start()`).
 prophet_settings <- function(env = Sys.getenv()) {
-  read_number <- function(name, default, min) {
+  read_value <- function(name) {
     value <- env[name]
-    if (is.na(value) || !nzchar(value)) {
+    if (is.na(value) || !nzchar(value)) NULL else unname(value)
+  }
+  read_number <- function(name, default, min, max = Inf) {
+    value <- read_value(name)
+    if (is.null(value)) {
       return(default)
     }
     parsed <- suppressWarnings(as.numeric(value))
-    if (is.na(parsed) || parsed < min) {
-      stop(sprintf("environment variable %s must be a number >= %s, got '%s'", name, min, value))
+    if (is.na(parsed) || parsed < min || parsed > max) {
+      stop(sprintf("environment variable %s must be a number in [%s, %s], got '%s'", name, min, max, value))
     }
     parsed
+  }
+  read_choice <- function(name, default, choices) {
+    value <- read_value(name)
+    if (is.null(value)) {
+      return(default)
+    }
+    if (!value %in% choices) {
+      stop(sprintf("environment variable %s must be one of %s, got '%s'", name, paste(choices, collapse = ", "), value))
+    }
+    value
   }
   list(
     cores = as.integer(read_number("PROPHET_CORES", 2, 1)),
     min_points = as.integer(read_number("PROPHET_MIN_POINTS", 4, 3)),
-    max_changepoints = as.integer(read_number("PROPHET_MAX_CHANGEPOINTS", 3, 0)),
-    points_per_changepoint = read_number("PROPHET_POINTS_PER_CHANGEPOINT", 4, 1),
+    growth = read_choice("PROPHET_GROWTH", "linear", c("linear", "flat")),
+    min_points_linear = as.integer(read_number("PROPHET_MIN_POINTS_LINEAR", 8, 3)),
+    max_changepoints = as.integer(read_number("PROPHET_MAX_CHANGEPOINTS", 0, 0)),
+    points_per_changepoint = read_number("PROPHET_POINTS_PER_CHANGEPOINT", 8, 1),
     changepoint_prior_scale = read_number("PROPHET_CHANGEPOINT_PRIOR_SCALE", 0.05, 1e-6),
     outlier_screen = read_number("PROPHET_OUTLIER_SCREEN", 3.5, 1),
     sigma_floor_fraction = read_number("PROPHET_SIGMA_FLOOR_FRACTION", 0.01, 0),
     sigma_floor_absolute = read_number("PROPHET_SIGMA_FLOOR_ABSOLUTE", 1e-6, 1e-12),
+    interval_width = read_number("PROPHET_INTERVAL_WIDTH", 0.8, 0.01, 0.99),
+    level_drift = read_number("PROPHET_LEVEL_DRIFT", 0.25, 0),
+    inactive_weeks = as.integer(read_number("PROPHET_INACTIVE_WEEKS", 2, 1)),
     max_outlier_fraction = 0.25,
-    interval_z = stats::qnorm(0.975),
+    # sd of sqrt(count) of a Poisson count: attempts vary at least that much.
+    activity_sd_floor = 0.5,
+    # Share of the range added at both ends before the logit (see model_scale()):
+    # 10% keeps the scale nearly linear over the usual range of I_t.
+    range_margin = 0.1,
     max_forecast_weeks = 104L
   )
 }
 
-# Smallest sigma a series can get: a fraction of its typical magnitude
-# (mean |y|), or an absolute minimum for an all-zero series. A flat series
-# thus gets a small but finite sigma: its tiny residuals stay tiny scores while
-# a real jump away from the flat line still scores high.
-sigma_floor <- function(y, settings) {
-  max(settings$sigma_floor_absolute, settings$sigma_floor_fraction * mean(abs(y)))
+# ---- scales ------------------------------------------------------------------
+
+# y in [y_min, y_max] to the real line: logit of the position in the range,
+# widened by `range_margin` at both ends so that the bounds themselves map to
+# finite values. Without y_max: log of (y - y_min + margin * typical value).
+model_scale <- function(y_min, y_max, y, settings) {
+  if (is.null(y_max)) {
+    offset <- max(settings$range_margin * stats::median(y - y_min), settings$sigma_floor_absolute)
+    return(list(
+      to = function(v) log(v - y_min + offset),
+      from = function(z) pmax(y_min, exp(z) - offset + y_min),
+      description = sprintf("log(y - %g + %g)", y_min, offset)
+    ))
+  }
+  width <- y_max - y_min
+  margin <- settings$range_margin * width
+  list(
+    to = function(v) stats::qlogis((pmin(pmax(v, y_min), y_max) - y_min + margin) / (width + 2 * margin)),
+    from = function(z) pmin(y_max, pmax(y_min, y_min - margin + (width + 2 * margin) * stats::plogis(z))),
+    description = sprintf("logit((y - %g + %g) / %g)", y_min, margin, width + 2 * margin)
+  )
+}
+
+# Smallest sigma a series can get: a fraction of its typical magnitude, or an
+# absolute minimum. A flat series thus gets a small but finite sigma: its tiny
+# residuals stay tiny scores while a real jump away from the flat line still
+# scores high.
+sigma_floor <- function(z, settings) {
+  max(settings$sigma_floor_absolute, settings$sigma_floor_fraction * mean(abs(z)))
 }
 
 # 1.4826 * MAD: estimates the noise standard deviation even when up to half of
 # the residuals are outliers. Used to screen for outliers in pass 1.
-robust_scale <- function(residuals, y, settings) {
+robust_scale <- function(residuals, z, settings) {
   mad <- stats::median(abs(residuals - stats::median(residuals)))
-  max(1.4826 * mad, sigma_floor(y, settings))
-}
-
-# Residual standard deviation with the two degrees of freedom of the trend
-# line removed. Used on the outlier-free residuals of pass 2, where it is more
-# precise than the MAD (which, on 12 points, varies by a factor of two).
-residual_sigma <- function(residuals, y, settings) {
-  degrees_of_freedom <- max(1, length(residuals) - 2)
-  max(sqrt(sum(residuals^2) / degrees_of_freedom), sigma_floor(y, settings))
+  max(1.4826 * mad, sigma_floor(z, settings))
 }
 
 # Residuals from the Theil-Sen line (median of pairwise slopes): unlike a
@@ -86,6 +142,379 @@ theil_sen_residuals <- function(x, y) {
   y - stats::median(y - slope * x) - slope * x
 }
 
+# ---- prophet -----------------------------------------------------------------
+
+# prophet's MAP fit of one series without seasonality or holidays, with an
+# optional additive regressor `effort` (prophet::add_regressor() defaults:
+# prior scale 10, standardised): the same Stan model, priors, data scaling,
+# changepoint placement and initialisation as prophet::fit.prophet() (prophet
+# 1.0), without the data-frame machinery around it that costs ~3x the
+# optimisation itself on a 12-point series. `test-prophet-model.R` checks that
+# the fits equal prophet's. Returns the parts of a prophet model that
+# `predict_prophet_yhat()` needs.
+fit_prophet_map <- function(ds, z, growth, n_changepoints, changepoint_prior_scale, effort = NULL) {
+  order_by_date <- order(ds)
+  ds <- ds[order_by_date]
+  z <- z[order_by_date]
+  regressor <- standardize_regressor(effort[order_by_date])
+  n <- length(z)
+  seconds <- as.numeric(ds) * 86400
+  y_scale <- max(abs(z))
+  if (y_scale == 0) y_scale <- 1
+  start <- seconds[1]
+  t_scale <- seconds[n] - start
+  t <- (seconds - start) / t_scale
+  y_scaled <- z / y_scale
+  history_size <- floor(n * 0.8)
+  n_changepoints <- max(0L, min(n_changepoints, history_size - 1L))
+  changepoints_t <- if (n_changepoints > 0) {
+    sort(t[round(seq.int(1, history_size, length.out = n_changepoints + 1))[-1]])
+  } else {
+    0
+  }
+  init <- if (growth == "linear") {
+    k <- (y_scaled[n] - y_scaled[1]) / (t[n] - t[1])
+    c(k, y_scaled[1] - k * t[1])
+  } else {
+    c(0, mean(y_scaled))
+  }
+  start_values <- list(
+    k = init[1], m = init[2], delta = array(rep(0, length(changepoints_t))), beta = array(0), sigma_obs = 1
+  )
+  features <- if (is.null(regressor)) matrix(0, n, 1) else matrix(regressor$values, n, 1)
+  params <- if (min(z) == max(z)) {
+    utils::modifyList(start_values, list(sigma_obs = 0))
+  } else {
+    data <- list(
+      T = n, K = 1L, S = length(changepoints_t), y = y_scaled, t = t, t_change = array(changepoints_t),
+      X = features, sigmas = array(if (is.null(regressor)) 1 else 10), tau = changepoint_prior_scale,
+      trend_indicator = if (growth == "linear") 0 else 2, s_a = array(if (is.null(regressor)) 0 else 1),
+      s_m = array(0), cap = rep(0, n)
+    )
+    optimize <- function() {
+      rstan::optimizing(
+        prophet_stan_model(), data = data, init = function() start_values,
+        algorithm = "Newton", iter = 10000, as_vector = FALSE
+      )
+    }
+    fit <- optimize()
+    fit$par
+  }
+  delta <- as.numeric(params$delta)
+  k <- as.numeric(params$k)
+  if (n_changepoints == 0) {
+    k <- k + delta[1]
+    delta <- 0
+  }
+  list(
+    growth = growth, start = start, t.scale = t_scale, y.scale = y_scale,
+    changepoints.t = changepoints_t, changepoints = as.Date((start + changepoints_t * t_scale) / 86400, origin = "1970-01-01"),
+    n_changepoints = n_changepoints,
+    params = list(
+      k = k, m = as.numeric(params$m), delta = delta, sigma_obs = as.numeric(params$sigma_obs),
+      beta = if (is.null(regressor)) 0 else as.numeric(params$beta)
+    ),
+    effort_mean = regressor$mean %||% 0, effort_sd = regressor$sd %||% 1
+  )
+}
+
+# prophet's standardize = "auto" for a regressor: centred and scaled unless it
+# takes fewer than two values (then left as is; NULL stays NULL).
+standardize_regressor <- function(values) {
+  if (is.null(values)) {
+    return(NULL)
+  }
+  if (length(unique(values)) < 2) {
+    return(list(values = values, mean = 0, sd = 1))
+  }
+  list(values = (values - mean(values)) / stats::sd(values), mean = mean(values), sd = stats::sd(values))
+}
+
+prophet_stan_model <- function() {
+  get("stanmodels", envir = asNamespace("prophet"))$prophet
+}
+
+# yhat of a model from `fit_prophet_map()` (or prophet::prophet() with linear
+# growth and no seasonality): the piecewise-linear trend, as prophet's
+# predict_trend() computes it (flat growth: the level m), plus the regressor's
+# term at `effort` (NULL: at its mean, where the term is 0).
+predict_prophet_yhat <- function(model, ds, effort = NULL) {
+  seconds <- as.numeric(as.Date(ds)) * 86400
+  t <- (seconds - as.numeric(model$start)) / model$t.scale
+  effort_term <- if (is.null(effort)) 0 else model$params$beta[1] * (effort - model$effort_mean) / model$effort_sd
+  predict_trend(model, t) * model$y.scale + effort_term * model$y.scale
+}
+
+predict_trend <- function(model, t) {
+  if (identical(model$growth, "flat")) {
+    return(rep(model$params$m[1], length(t)))
+  }
+  deltas <- as.numeric(model$params$delta)
+  trend <- model$params$k[1] * t + model$params$m[1]
+  for (j in seq_along(model$changepoints.t)) {
+    after <- t >= model$changepoints.t[j]
+    trend[after] <- trend[after] + deltas[j] * (t[after] - model$changepoints.t[j])
+  }
+  trend
+}
+
+# Two-pass trend fit on the model scale. Pass 1 fits all points; a point is an
+# outlier candidate when it lies more than `outlier_screen` robust scales off
+# the pass-1 fit or off a Theil-Sen line (at most a quarter of the points).
+# Pass 2 refits without the candidates: an outlier left in would bend the
+# trend towards itself and inflate sigma, hiding itself.
+fit_trend <- function(ds, z, growth, settings, effort = NULL) {
+  n_changepoints <- if (growth == "linear") {
+    min(settings$max_changepoints, as.integer(floor(length(z) / settings$points_per_changepoint)))
+  } else {
+    0L
+  }
+  fit <- function(keep) {
+    fit_prophet_map(ds[keep], z[keep], growth, n_changepoints, settings$changepoint_prior_scale, effort[keep])
+  }
+  everything <- rep(TRUE, length(z))
+  model <- fit(everything)
+  residuals <- z - predict_prophet_yhat(model, ds, effort)
+  screen_ratio <- abs(residuals) / robust_scale(residuals, z, settings)
+  if (is.null(effort)) {
+    # (with a regressor, a straight line is not the model and would screen
+    # ordinary weeks of unusual effort)
+    line_residuals <- theil_sen_residuals(as.numeric(ds), z)
+    screen_ratio <- pmax(screen_ratio, abs(line_residuals) / robust_scale(line_residuals, z, settings))
+  }
+  max_excluded <- floor(length(z) * settings$max_outlier_fraction)
+  excluded <- screen_ratio > settings$outlier_screen & rank(-screen_ratio, ties.method = "first") <= max_excluded
+  if (any(excluded)) {
+    model <- fit(!excluded)
+  }
+  residuals <- z - predict_prophet_yhat(model, ds, effort)
+  # Candidates that the refit explains well rejoin the sigma estimate: leaving
+  # out normal weeks that only looked odd in pass 1 would shrink sigma.
+  n_parameters <- (if (growth == "linear") 2 else 1) + !is.null(effort)
+  kept_sigma <- residual_sigma(residuals[!excluded], n_parameters, z, settings)
+  inlier <- abs(residuals) / kept_sigma <= settings$outlier_screen
+  list(
+    model = model, residuals = residuals, inlier = inlier, n_parameters = n_parameters,
+    sigma = residual_sigma(residuals[inlier], n_parameters, z, settings)
+  )
+}
+
+# Residual standard deviation with the trend's degrees of freedom removed.
+residual_sigma <- function(residuals, n_parameters, z, settings) {
+  degrees_of_freedom <- max(1, length(residuals) - n_parameters)
+  max(sqrt(sum(residuals^2) / degrees_of_freedom), sigma_floor(z, settings))
+}
+
+# Score of each point against the residual sigma of the other inliers: the
+# week being scored never widens (or narrows) its own yardstick. |y - yhat| /
+# sigma with sigma estimated from few weeks is Student-t distributed; the
+# score is the z of the same tail probability.
+leave_one_out_scores <- function(trend, z, settings) {
+  squares <- ifelse(trend$inlier, trend$residuals^2, 0)
+  n_others <- sum(trend$inlier) - trend$inlier
+  degrees_of_freedom <- pmax(1, n_others - trend$n_parameters)
+  sigma_others <- pmax(sqrt((sum(squares) - squares) / degrees_of_freedom), sigma_floor(z, settings))
+  t_to_z(abs(trend$residuals) / sigma_others, degrees_of_freedom)
+}
+
+# z with the same one-sided tail probability as `t` under Student-t with `df`.
+t_to_z <- function(t, df) {
+  stats::qnorm(stats::pt(t, df = df, lower.tail = FALSE), lower.tail = FALSE)
+}
+
+# ---- activity ----------------------------------------------------------------
+
+# Sessions per week behind a mean of `days` active days a week, when sessions
+# fall on the 7 days at random (Poisson per day): days = 7 (1 - exp(-s / 7)).
+sessions_per_week <- function(days) {
+  -7 * log(1 - min(days, 6.9) / 7)
+}
+
+# Scores of weekly activity counts (NA = unknown week). Attempts come in
+# sessions: a week's count is about phi * N with N ~ Poisson(sessions per
+# week) and phi the attempts per session. phi is measured from the active days
+# when they are known (`active_days`, see `sessions_per_week()`), else estimated as the variance over the mean of the other
+# weeks (then |z| behaves like Student-t with n - 1 degrees of freedom and is
+# converted to the z of the same tail). The typical week is the mean of the
+# student's OTHER weeks; the rate's own uncertainty makes the prediction of N
+# negative binomial (Poisson-gamma): P(N <= k) = pbeta(n / (n + 1), shape,
+# k + 1) with shape = sum(others) / phi. A zero week has probability about
+# exp(-sessions per week): unusual for a busy student, ordinary for one who
+# studies twice a week. Two passes: pass 1 scores against the median and MAD
+# of the other weeks; weeks above `outlier_screen` (at most a quarter) are
+# left out of every reference in pass 2. The score is the z of the one-sided
+# tail probability. Returns list(expected (count), score, direction).
+activity_scores <- function(counts, active_days, settings) {
+  known <- which(!is.na(counts) & (is.null(active_days) | !is.na(active_days)))
+  score_against <- function(excluded, robust) {
+    expected <- score <- rep(NA_real_, length(counts))
+    for (week in known) {
+      others <- setdiff(known, c(week, excluded))
+      if (length(others) < 3) next
+      reference <- counts[others]
+      typical <- if (robust) stats::median(reference) else mean(reference)
+      per_session <- if (!is.null(active_days) && sum(active_days[others]) > 0) {
+        max(1, mean(reference) / sessions_per_week(mean(active_days[others])))
+      } else if (robust) {
+        max(1, (1.4826 * stats::median(abs(reference - typical)))^2 / max(typical, 1))
+      } else {
+        max(1, stats::var(reference) / max(typical, 1))
+      }
+      sessions <- length(reference) * max(typical, 0.5) / per_session
+      share <- length(reference) / (length(reference) + 1)
+      observed <- counts[week] / per_session
+      spike <- counts[week] > typical
+      tail <- if (spike) {
+        stats::pbeta(share, sessions, observed, lower.tail = FALSE)
+      } else {
+        stats::pbeta(share, sessions, observed + 1)
+      }
+      z <- max(0, stats::qnorm(tail, lower.tail = FALSE))
+      if (is.null(active_days)) z <- t_to_z(z, length(reference) - 1)
+      expected[week] <- typical
+      score[week] <- (if (spike) 1 else -1) * z
+    }
+    list(expected = expected, score = score)
+  }
+  first <- score_against(integer(), robust = TRUE)
+  screen <- abs(first$score)
+  screen[is.na(screen)] <- 0
+  max_excluded <- floor(length(known) * settings$max_outlier_fraction)
+  excluded <- which(screen > settings$outlier_screen & rank(-screen, ties.method = "first") <= max_excluded)
+  second <- score_against(excluded, robust = FALSE)
+  list(expected = second$expected, score = abs(second$score), direction = ifelse(second$score > 0, "spike", "dip"))
+}
+
+# ---- one series --------------------------------------------------------------
+
+anomaly_table <- function(ds, y, yhat, score, series, direction) {
+  data.frame(
+    ds = format(ds), y = y, yhat = yhat, score = score, series = rep(series, length(ds)),
+    direction = direction, stringsAsFactors = FALSE
+  )
+}
+
+empty_anomalies <- function() anomaly_table(as.Date(character()), numeric(), numeric(), numeric(), character(), character())
+
+# Fit one series. `activity` is NULL (then y > y_min counts as activity) or
+# the weekly attempts. Returns list(status = "fitted"|"inactive", fit, model,
+# forecast, anomalies) or list(status = "skipped"|"inactive"|"failed",
+# reason[, anomalies]). Never throws for data reasons.
+fit_one_series <- function(ds, y, activity, active_days, request, settings) {
+  order_by_date <- order(ds)
+  ds <- ds[order_by_date]
+  y <- y[order_by_date]
+  active_days <- active_days[order_by_date]
+  has_activity <- !is.null(activity)
+  activity <- if (has_activity) activity[order_by_date] else y - request$y_min
+  active <- !is.na(activity) & activity > 0
+  recent <- ds > max(ds) - 7L * settings$inactive_weeks
+  inactive <- all(!is.na(activity[recent]) & activity[recent] == 0)
+  if (!any(active)) {
+    return(list(status = "inactive", reason = "no activity in any week of the series", anomalies = empty_anomalies()))
+  }
+  last_active <- max(which(active))
+  # Weeks after the last active week are the end of activity, not anomalies;
+  # for an inactive student the last active week may be cut short by leaving.
+  scored <- seq_len(last_active)
+  anomalies <- list()
+  if (has_activity) {
+    counts <- activity[scored]
+    activity_result <- activity_scores(counts, active_days[scored], settings)
+    flagged <- which(activity_result$score > request$anomaly_threshold)
+    if (inactive) {
+      flagged <- setdiff(flagged, which(activity_result$direction == "dip" & scored == last_active))
+    }
+    anomalies$activity <- anomaly_table(
+      ds[flagged], counts[flagged], activity_result$expected[flagged], activity_result$score[flagged],
+      "activity", activity_result$direction[flagged]
+    )
+  }
+
+  trend_points <- !is.na(y) & active
+  n_points <- sum(trend_points)
+  if (n_points < settings$min_points) {
+    return(list(
+      status = "skipped",
+      reason = sprintf(
+        "too few points: %d weeks with activity and a value, at least %d needed",
+        n_points, settings$min_points
+      ),
+      anomalies = do.call(rbind, c(list(empty_anomalies()), anomalies))
+    ))
+  }
+  fitted_ds <- ds[trend_points]
+  fitted_y <- y[trend_points]
+  scale <- model_scale(request$y_min, request$y_max, fitted_y, settings)
+  z <- scale$to(fitted_y)
+  growth <- if (n_points < settings$min_points_linear) "flat" else settings$growth
+  # ln(1 + attempts) as prophet's regressor: I_t moves with the week's effort,
+  # which the activity series judges; the learning index is judged net of it.
+  effort <- if (has_activity) log1p(activity[trend_points]) else NULL
+  trend <- fit_trend(fitted_ds, z, growth, settings, effort)
+  score <- leave_one_out_scores(trend, z, settings)
+  flagged <- which(score > request$anomaly_threshold)
+  expected_y <- scale$from(z - trend$residuals)
+  anomalies$learning_index <- anomaly_table(
+    fitted_ds[flagged], fitted_y[flagged], expected_y[flagged], score[flagged], "learning_index",
+    ifelse(trend$residuals[flagged] > 0, "spike", "dip")
+  )
+  anomalies <- do.call(rbind, c(list(empty_anomalies()), anomalies))
+  anomalies <- anomalies[order(anomalies$ds, anomalies$series), , drop = FALSE]
+
+  model <- trend$model
+  time_weeks <- as.numeric(fitted_ds[trend$inlier]) / 7
+  no_activity_share <- (sum(!active[!is.na(activity)]) + 0.5) / (sum(!is.na(activity)) + 1)
+  series_model <- list(
+    model = model, scale = scale, sigma = trend$sigma, last_ds = max(ds),
+    n_inliers = sum(trend$inlier), n_parameters = trend$n_parameters,
+    # A future week's effort is unknown: the forecast is at the student's mean
+    # effort, and its week-to-week spread (through prophet's beta) widens the band.
+    effort_sigma = if (has_activity) abs(model$params$beta[1]) * model$y.scale else 0,
+    mean_week = mean(time_weeks), sxx = sum((time_weeks - mean(time_weeks))^2),
+    no_activity_share = if (has_activity) no_activity_share else 0
+  )
+  # Slope of the trend at the end of the history, in model-scale units per
+  # week (prophet's k and delta are in scaled units).
+  final_slope_scaled <- if (growth == "linear") model$params$k + sum(model$params$delta) else 0
+  slope_per_week <- final_slope_scaled * model$y.scale / model$t.scale * 7 * 86400
+
+  status <- if (inactive) "inactive" else "fitted"
+  list(
+    status = status,
+    model = if (inactive) NULL else series_model,
+    fit = list(
+      status = status,
+      reason = if (inactive) inactive_reason(ds, settings) else NULL,
+      params = list(
+        growth = growth,
+        k = model$params$k[1],
+        m = model$params$m[1],
+        delta = model$params$delta,
+        sigma_obs = model$params$sigma_obs[1],
+        beta = model$params$beta[1],
+        y_scale = model$y.scale,
+        slope_per_week = slope_per_week[1],
+        n_changepoints = model$n_changepoints,
+        scale = scale$description,
+        no_activity_share = series_model$no_activity_share
+      ),
+      changepoints = if (model$n_changepoints > 0) format(model$changepoints) else character(),
+      sigma = trend$sigma,
+      n_points = n_points
+    ),
+    forecast = if (inactive) NULL else forecast_series(series_model, request$forecast_weeks, settings),
+    anomalies = anomalies
+  )
+}
+
+inactive_reason <- function(ds, settings) {
+  sprintf(
+    "no activity in the last %d weeks (since %s): history scored for anomalies, not forecast",
+    settings$inactive_weeks, format(max(ds) - 7L * (settings$inactive_weeks - 1L))
+  )
+}
+
 # Weeks ahead of the last observed week, as dates.
 future_weeks <- function(last_ds, weeks) {
   if (weeks == 0) {
@@ -94,158 +523,53 @@ future_weeks <- function(last_ds, weeks) {
   last_ds + 7L * seq_len(weeks)
 }
 
-# Forecast table rows for one stored series model.
+# Forecast rows for one stored series model: the median and the central
+# `interval_width` band of the predictive distribution (see the header).
 forecast_series <- function(series_model, weeks, settings) {
   ds <- future_weeks(series_model$last_ds, weeks)
-  yhat <- if (length(ds) == 0) numeric() else predict_prophet_yhat(series_model$model, ds)
-  half_width <- settings$interval_z * series_model$sigma
+  if (length(ds) == 0) {
+    return(data.frame(ds = character(), yhat = numeric(), yhat_lower = numeric(), yhat_upper = numeric()))
+  }
+  center <- predict_prophet_yhat(series_model$model, ds)
+  n <- series_model$n_inliers
+  trend_variance <- if (series_model$n_parameters == 2 && series_model$sxx > 0) {
+    (as.numeric(ds) / 7 - series_model$mean_week)^2 / series_model$sxx
+  } else {
+    0
+  }
+  horizon <- seq_along(ds)
+  spread <- sqrt(
+    series_model$sigma^2 * (1 + 1 / n + trend_variance + settings$level_drift * horizon) + series_model$effort_sigma^2
+  )
+  degrees_of_freedom <- max(1, n - series_model$n_parameters)
+  p_zero <- series_model$no_activity_share
+  quantile_at <- function(probability) {
+    # Below the share of weeks without activity the value is y_min (I_t = 0).
+    active_probability <- (probability - p_zero) / (1 - p_zero)
+    if (active_probability <= 0) {
+      return(series_model$scale$from(rep(-Inf, length(ds))))
+    }
+    series_model$scale$from(center + spread * stats::qt(active_probability, degrees_of_freedom))
+  }
+  tail <- (1 - settings$interval_width) / 2
   data.frame(
     ds = format(ds),
-    yhat = yhat,
-    yhat_lower = yhat - half_width,
-    yhat_upper = yhat + half_width,
+    yhat = quantile_at(0.5),
+    yhat_lower = quantile_at(tail),
+    yhat_upper = quantile_at(1 - tail),
     stringsAsFactors = FALSE
   )
 }
 
-# yhat of our models (linear trend, no seasonality, no regressors) is the
-# piecewise-linear trend alone, computed as prophet's predict_trend() does.
-# Doing it directly is ~100x faster than stats::predict() (~35 ms per call,
-# mostly building seasonal feature frames that are empty here), which
-# otherwise dominated a batch: each series needs it three times.
-predict_prophet_yhat <- function(model, ds) {
-  seconds <- as.numeric(as.Date(ds)) * 86400
-  t <- (seconds - as.numeric(model$start)) / model$t.scale
-  deltas <- as.numeric(model$params$delta)
-  trend <- model$params$k[1] * t + model$params$m[1]
-  for (j in seq_along(model$changepoints.t)) {
-    after <- t >= model$changepoints.t[j]
-    trend[after] <- trend[after] + deltas[j] * (t[after] - model$changepoints.t[j])
-  }
-  trend * model$y.scale
-}
+# ---- batches -----------------------------------------------------------------
 
-# Fit one series. Returns list(status = "ok", fit, model, forecast, anomalies)
-# or list(status = "skipped"|"failed", reason). Never throws for data reasons.
-fit_one_series <- function(ds, y, forecast_weeks, anomaly_threshold, settings) {
-  observed <- !is.na(y)
-  n_points <- sum(observed)
-  if (n_points < settings$min_points) {
-    return(list(
-      status = "skipped",
-      reason = sprintf(
-        "too few points: %d non-missing weekly values, at least %d needed",
-        n_points, settings$min_points
-      )
-    ))
-  }
-  if (anyDuplicated(ds)) {
-    return(list(
-      status = "failed",
-      reason = sprintf("duplicate ds: %s appears more than once", format(ds[anyDuplicated(ds)]))
-    ))
-  }
-  order_by_date <- order(ds)
-  history <- data.frame(ds = ds[order_by_date], y = y[order_by_date])
-  n_changepoints <- min(
-    settings$max_changepoints,
-    as.integer(floor(n_points / settings$points_per_changepoint))
-  )
-  fit_history <- function(history) {
-    model <- suppressMessages(prophet::prophet(
-      history,
-      growth = "linear",
-      n.changepoints = n_changepoints,
-      changepoint.prior.scale = settings$changepoint_prior_scale,
-      yearly.seasonality = FALSE,
-      weekly.seasonality = FALSE,
-      daily.seasonality = FALSE,
-      uncertainty.samples = 0
-    ))
-    # The optimizer output is not needed to predict and would bloat the store.
-    model$stan.fit <- NULL
-    model
-  }
-  fitted_ds <- history$ds[!is.na(history$y)]
-  fitted_y <- history$y[!is.na(history$y)]
-
-  # Pass 1 fits all points. A point is an outlier candidate when it lies more
-  # than `outlier_screen` robust scales off the pass-1 fit or off a Theil-Sen
-  # line (at most a quarter of the points). Pass 2 refits without the
-  # candidates; every point is then scored against the pass-2 fit and the
-  # residual sigma of the kept points.
-  model <- fit_history(history)
-  residuals <- fitted_y - predict_prophet_yhat(model, fitted_ds)
-  line_residuals <- theil_sen_residuals(as.numeric(fitted_ds), fitted_y)
-  screen_ratio <- pmax(
-    abs(residuals) / robust_scale(residuals, fitted_y, settings),
-    abs(line_residuals) / robust_scale(line_residuals, fitted_y, settings)
-  )
-  max_excluded <- floor(length(fitted_y) * settings$max_outlier_fraction)
-  excluded <- screen_ratio > settings$outlier_screen &
-    rank(-screen_ratio, ties.method = "first") <= max_excluded
-  if (any(excluded)) {
-    clean_history <- history
-    clean_history$y[clean_history$ds %in% fitted_ds[excluded]] <- NA
-    model <- fit_history(clean_history)
-  }
-  yhat <- predict_prophet_yhat(model, fitted_ds)
-  residuals <- fitted_y - yhat
-  # Candidates that the refit explains well rejoin the sigma estimate: leaving
-  # out normal weeks that only looked odd in pass 1 would shrink sigma.
-  kept_sigma <- residual_sigma(residuals[!excluded], fitted_y, settings)
-  inlier <- abs(residuals) / kept_sigma <= settings$outlier_screen
-  sigma <- residual_sigma(residuals[inlier], fitted_y, settings)
-  score <- abs(residuals) / sigma
-  anomalous <- score > anomaly_threshold
-
-  series_model <- list(model = model, sigma = sigma, last_ds = max(history$ds))
-  # Slope of the trend at the end of the history, in y units per week: what
-  # the forecast continues with (prophet's k and delta are in scaled units).
-  final_slope_scaled <- model$params$k + sum(model$params$delta)
-  slope_per_week <- final_slope_scaled * model$y.scale / model$t.scale * 7 * 86400
-
-  list(
-    status = "ok",
-    model = series_model,
-    fit = list(
-      params = list(
-        growth = "linear",
-        k = unname(model$params$k[1]),
-        m = unname(model$params$m[1]),
-        delta = as.numeric(model$params$delta),
-        sigma_obs = unname(model$params$sigma_obs[1]),
-        y_scale = model$y.scale,
-        slope_per_week = unname(slope_per_week[1]),
-        n_changepoints = n_changepoints
-      ),
-      changepoints = format(as.Date(model$changepoints)),
-      sigma = sigma,
-      n_points = n_points
-    ),
-    forecast = forecast_series(series_model, forecast_weeks, settings),
-    anomalies = data.frame(
-      ds = format(fitted_ds[anomalous]),
-      y = fitted_y[anomalous],
-      yhat = yhat[anomalous],
-      score = score[anomalous],
-      stringsAsFactors = FALSE
-    )
-  )
-}
-
-# Prophet's first fit in a process loads its Stan model (~1 s). Doing it once
-# before forking means every forked worker inherits a warm model.
+# Loads prophet's Stan model once before forking, so that every forked worker
+# inherits it.
 warm_up_prophet <- local({
   warmed_up <- FALSE
   function() {
     if (!warmed_up) {
-      history <- data.frame(ds = as.Date("2024-01-01") + 7 * 0:5, y = c(1, 2, 3, 2, 3, 4))
-      suppressMessages(prophet::prophet(
-        history,
-        n.changepoints = 0, yearly.seasonality = FALSE, weekly.seasonality = FALSE,
-        daily.seasonality = FALSE, uncertainty.samples = 0
-      ))
+      fit_prophet_map(as.Date("2024-01-01") + 7 * 0:5, c(1, 2, 3, 2, 3, 4), "linear", 0L, 0.05)
       warmed_up <<- TRUE
     }
     invisible(TRUE)
@@ -263,10 +587,7 @@ fit_prophet_batch <- function(request, settings = prophet_settings()) {
 
   fit_safely <- function(rows) {
     tryCatch(
-      fit_one_series(
-        series$ds[rows], series$y[rows],
-        request$forecast_weeks, request$anomaly_threshold, settings
-      ),
+      fit_one_series(series$ds[rows], series$y[rows], series$activity[rows], series$active_days[rows], request, settings),
       error = function(e) list(status = "failed", reason = paste("fit failed:", conditionMessage(e)))
     )
   }
@@ -288,26 +609,28 @@ fit_prophet_batch <- function(request, settings = prophet_settings()) {
 }
 
 assemble_batch <- function(ids, results) {
-  ok <- vapply(results, function(r) identical(r$status, "ok"), logical(1))
-  fits <- Map(function(id, r) c(list(series_id = id), r$fit), ids[ok], results[ok])
+  has_fit <- vapply(results, function(r) !is.null(r$fit), logical(1))
+  has_forecast <- vapply(results, function(r) !is.null(r$forecast), logical(1))
+  fits <- Map(function(id, r) c(list(series_id = id), r$fit), ids[has_fit], results[has_fit])
   names(fits) <- NULL
-  models <- lapply(results[ok], `[[`, "model")
-  names(models) <- as.character(ids[ok])
+  models <- lapply(results[has_forecast], `[[`, "model")
+  names(models) <- as.character(ids[has_forecast])
+  anomalies <- lapply(results, function(r) r$anomalies %||% empty_anomalies())
   list(
     fits = fits,
-    forecast = bind_series_tables(ids[ok], lapply(results[ok], `[[`, "forecast"), forecast_columns()),
-    anomalies = bind_series_tables(ids[ok], lapply(results[ok], `[[`, "anomalies"), anomaly_columns()),
+    forecast = bind_series_tables(ids[has_forecast], lapply(results[has_forecast], `[[`, "forecast"), forecast_columns()),
+    anomalies = bind_series_tables(ids, anomalies, anomaly_columns()),
     failures = list(
-      series_id = ids[!ok],
-      status = vapply(results[!ok], `[[`, character(1), "status", USE.NAMES = FALSE),
-      reason = vapply(results[!ok], `[[`, character(1), "reason", USE.NAMES = FALSE)
+      series_id = ids[!has_fit],
+      status = vapply(results[!has_fit], `[[`, character(1), "status", USE.NAMES = FALSE),
+      reason = vapply(results[!has_fit], `[[`, character(1), "reason", USE.NAMES = FALSE)
     ),
     models = models
   )
 }
 
 forecast_columns <- function() c("ds", "yhat", "yhat_lower", "yhat_upper")
-anomaly_columns <- function() c("ds", "y", "yhat", "score")
+anomaly_columns <- function() c("ds", "y", "yhat", "score", "series", "direction")
 
 # Column-oriented table {series_id: [...], <columns>: [...]} keeping the
 # series_id type as sent (integer student ids stay integers).
@@ -317,7 +640,7 @@ bind_series_tables <- function(ids, tables, columns) {
   for (column in columns) {
     values <- lapply(tables, `[[`, column)
     out[[column]] <- if (length(values) == 0) {
-      if (column == "ds") character() else numeric()
+      if (column %in% c("ds", "series", "direction")) character() else numeric()
     } else {
       unlist(values, use.names = FALSE)
     }
@@ -330,7 +653,7 @@ forecast_stored_series <- function(models, series_ids, weeks, settings = prophet
   missing <- setdiff(as.character(series_ids), names(models))
   if (length(missing) > 0) {
     stop_bad_request(sprintf(
-      "series_id: %s not in this model (fitted series only; skipped or failed series have no model)",
+      "series_id: %s not in this model (fitted series only; skipped, inactive or failed series have no forecast)",
       paste(utils::head(missing, 10), collapse = ", ")
     ))
   }

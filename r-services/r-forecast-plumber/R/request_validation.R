@@ -12,15 +12,68 @@ require_positive <- function(body, name, default) {
 
 # ---- prophet -----------------------------------------------------------------
 
+# A JSON "NaN" arrives as a numeric NaN, which R's is.na() takes for null;
+# a NaN is a broken value, not a missing week, so it is named.
+check_not_nan <- function(values, path) {
+  nan_row <- which(is.nan(values))
+  if (length(nan_row) > 0) {
+    stop_bad_request(paste0(path, ": values must be numbers or null, not NaN (row ", nan_row[1], ")"))
+  }
+  values
+}
+
+# Every series must be weekly: one row per week, all on the same weekday.
+check_weekly_series <- function(series_id, ds) {
+  key <- paste(series_id, format(ds))
+  duplicate <- anyDuplicated(key)
+  if (duplicate > 0) {
+    stop_bad_request(paste0(
+      "series.ds: series ", format_value(series_id[duplicate]), " has the week ", format(ds[duplicate]),
+      " more than once (row ", duplicate, "); send one row per series and week"
+    ))
+  }
+  first_day <- stats::ave(as.numeric(ds), as.character(series_id), FUN = min)
+  off_grid <- which((as.numeric(ds) - first_day) %% 7 != 0)
+  if (length(off_grid) > 0) {
+    row <- off_grid[1]
+    stop_bad_request(paste0(
+      "series.ds: dates must be weekly (the same weekday within a series); series ",
+      format_value(series_id[row]), " has ", format(ds[row]), " (row ", row, "), ",
+      as.numeric(ds[row]) - first_day[row], " days after its first date ", format(as.Date(first_day[row], origin = "1970-01-01"))
+    ))
+  }
+}
+
 validate_prophet_fit_request <- function(body, settings = prophet_settings()) {
   series <- validate_table(body$series, "series", required = c("series_id", "ds", "y"))
+  series_id <- check_id_column(series, "series_id", "series")
+  ds <- check_date_column(series, "ds", "series")
+  check_weekly_series(series_id, ds)
+  y_min <- scalar_number(body, "y_min", default = 0)
+  y_max <- if (is.null(body$y_max)) NULL else scalar_number(body, "y_max", min = y_min)
+  if (!is.null(y_max) && y_max <= y_min) {
+    stop_bad_request(paste0("y_max: must be greater than y_min (", format_value(y_min), "), got ", format_value(y_max)))
+  }
+  # A null y is a week without a value; prophet fits around it.
+  y <- check_numeric_column(series, "y", "series", allow_missing = TRUE, min = y_min, max = y_max %||% Inf)
+  activity <- if (is.null(series$activity)) {
+    NULL
+  } else {
+    check_not_nan(check_numeric_column(series, "activity", "series", allow_missing = TRUE, min = 0), "series.activity")
+  }
+  active_days <- if (is.null(series$active_days)) {
+    NULL
+  } else if (is.null(activity)) {
+    stop_bad_request("series.active_days: needs series.activity (the attempts of those days)")
+  } else {
+    check_not_nan(check_numeric_column(series, "active_days", "series", allow_missing = TRUE, min = 0, max = 7), "series.active_days")
+  }
   list(
     series = list(
-      series_id = check_id_column(series, "series_id", "series"),
-      ds = check_date_column(series, "ds", "series"),
-      # A null y is a week without a value; prophet fits around it.
-      y = check_numeric_column(series, "y", "series", allow_missing = TRUE)
+      series_id = series_id, ds = ds, y = check_not_nan(y, "series.y"), activity = activity, active_days = active_days
     ),
+    y_min = y_min,
+    y_max = y_max,
     forecast_weeks = scalar_number(
       body, "forecast_weeks",
       default = 4L, min = 0, max = settings$max_forecast_weeks, integer = TRUE

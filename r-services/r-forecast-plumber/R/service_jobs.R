@@ -32,9 +32,15 @@ prophet_fit_job <- function(request) {
       forecast_weeks = request$forecast_weeks,
       anomaly_threshold = request$anomaly_threshold,
       min_points = settings$min_points,
+      growth = settings$growth,
+      min_points_linear = settings$min_points_linear,
       max_changepoints = settings$max_changepoints,
       changepoint_prior_scale = settings$changepoint_prior_scale,
-      interval = "yhat +- 1.96 * sigma",
+      interval = sprintf("central %g%% of the predictive distribution", 100 * settings$interval_width),
+      level_drift = settings$level_drift,
+      inactive_weeks = settings$inactive_weeks,
+      y_min = request$y_min,
+      y_max = request$y_max,
       cores = settings$cores
     ),
     elapsed_s = as.numeric(difftime(Sys.time(), started, units = "secs"))

@@ -1,0 +1,431 @@
+"""Prophet quality on data with a future: anomaly flags vs the synthetic truth, forecasts vs realized weeks.
+
+Runs against the local stack (``source .local/stack.env``; r-forecast-plumber up) the
+code the DAG runs: the prophet pipeline's extract, ``fit_request`` and the service's
+``/prophet/fit`` per chunk. Per seed it loads ``--students`` synthetic students whose
+simulation ends ``--future-weeks`` weeks after the run date T (so the weeks after T
+are realized outcomes the run never saw) and rebuilds ``weekly_kpi``; then:
+
+* anomalies: flagged student-weeks (either series) vs ``synthetic_truth_anomaly`` in
+  the window, for the students sent to the service; precision, recall, recall of spikes
+  and dips at ``PROPHET_ANOMALY_THRESHOLD`` and over a range of thresholds;
+* the count baseline (issue 12): weekly attempts vs the student's own other weeks
+  (robust z = (n - median) / (1.4826 MAD) of the other weeks), with as many flags as
+  the model; and the flat-median negative control of issue 18 (robust z of I_t
+  around the student's median above 2.5);
+* the ceiling: injected weeks that no rule reading weekly counts can tell from
+  ordinary weeks (a dip to zero attempts of a student with zero weeks of their own);
+* forecasts of fitted students vs realized I_t in the ``PROPHET_FORECAST_WEEKS`` weeks
+  after T: MAE, MASE against the naive forecast (mean of the last 4 weeks of the
+  window), coverage of the interval.
+
+    python bench/prophet_quality.py --seeds 42 1 3 --output docs/bench-prophet-quality.md
+
+Then the DAG itself runs for T (``airflow dags test forecast_prophet``) and the
+scoreboard's own prophet scoring (``learning_analytics.evaluation.evaluate_prophet``,
+as ``evaluate_models`` runs it at T + future weeks) scores what it wrote: the lead's
+definitions (truth over every student in ``prophet_fit_meta``, including skipped ones;
+the count rule of ``evaluation.count_rule_flags``), next to this script's own.
+
+It replaces the source tables of the warehouse it points at (the local dev warehouse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from learning_analytics import synthetic  # noqa: E402
+from learning_analytics.evaluation import EvaluationWindow, evaluate_prophet  # noqa: E402
+from learning_analytics.kpi import build_weekly_kpi  # noqa: E402
+from learning_analytics.pipeline import RunContext  # noqa: E402
+from learning_analytics.pipelines.prophet import ProphetPipeline  # noqa: E402
+from learning_analytics.settings import EvaluationSettings, KpiSettings, ProphetSettings  # noqa: E402
+from learning_analytics.warehouse import Warehouse  # noqa: E402
+from learning_analytics.windows import weekly_window  # noqa: E402
+
+RUN_DATE = date(2026, 11, 23)
+CURVE_THRESHOLDS = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)
+# Flags are requested at the lowest threshold of the curve; scores do not depend on it.
+REQUEST_THRESHOLD = min(CURVE_THRESHOLDS)
+
+
+@dataclass
+class SeedData:
+    seed: int
+    kpi: pd.DataFrame  # weekly_kpi of the whole simulation (window and future)
+    truth: pd.DataFrame  # injected weeks in the window of the students sent
+    sent: set[int]
+    window_start: date
+    window_end: date
+
+
+def prepare(seed: int, students: int, history_weeks: int, future_weeks: int) -> SeedData:
+    """Load one synthetic population with a future and rebuild weekly_kpi for all of it."""
+    end_date = RUN_DATE + timedelta(weeks=future_weeks)
+    weeks = history_weeks + future_weeks
+    data = synthetic.generate(n_students=students, n_weeks=weeks, seed=seed, end_date=end_date)
+    synthetic.load(os.environ["ANALYTICS_DB_URI"], data)
+    warehouse = Warehouse()
+    build_weekly_kpi(warehouse, weekly_window(end_date, weeks), KpiSettings.from_env())
+    kpi = _kpi_frame(warehouse)
+    window = weekly_window(RUN_DATE, ProphetSettings.from_env().lookback_weeks)
+    truth = data.truth_anomaly.copy()
+    truth["week_start"] = pd.to_datetime(truth["week_start"]).dt.date
+    truth = truth[(truth["week_start"] >= window.start) & (truth["week_start"] < window.end)]
+    return SeedData(seed, kpi, truth, set(), window.start, window.end)
+
+
+def _kpi_frame(warehouse: Warehouse) -> pd.DataFrame:
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT user_id, week_start, n_attempts, i_t FROM weekly_kpi ORDER BY user_id, week_start")
+        return pd.DataFrame(cur.fetchall(), columns=["user_id", "week_start", "n_attempts", "i_t"])
+
+
+def fit(settings: ProphetSettings) -> tuple[list[dict[str, Any]], float]:
+    """The pipeline's extract and one /prophet/fit per chunk, as the DAG does."""
+    pipeline = ProphetPipeline()
+    run = RunContext(window=pipeline.window(RUN_DATE, settings), settings=settings, dag_id="bench", run_id="bench")
+    extracted = pipeline.extract(Warehouse(), run)
+    started = time.monotonic()
+    results = [
+        pipeline.fit_shard(pipeline.service(), shard, index, run) for index, shard in enumerate(extracted.shards)
+    ]
+    return results, time.monotonic() - started
+
+
+def flags_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [pd.DataFrame(result["response"]["anomalies"]) for result in results]
+    flags = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    flags = flags.rename(columns={"series_id": "user_id", "ds": "week_start"})
+    flags["user_id"] = flags["user_id"].astype("int64")
+    flags["week_start"] = pd.to_datetime(flags["week_start"]).dt.date
+    return flags
+
+
+def statuses(results: list[dict[str, Any]]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for result in results:
+        response = result["response"]
+        for fit_ in response["fits"]:
+            out[int(fit_["series_id"])] = fit_["status"]
+        failures = response.get("failures") or {}
+        for series_id, status in zip(failures.get("series_id") or [], failures.get("status") or [], strict=True):
+            out[int(series_id)] = status
+    return out
+
+
+def detection(flagged: set[tuple[int, date]], truth: pd.DataFrame) -> dict[str, float]:
+    """Precision, recall and recall by kind of a set of flagged (user, week)."""
+    kinds = {
+        (u, w): ("spike" if f > 1 else "dip")
+        for u, w, f in truth[["user_id", "week_start", "activity_factor"]].itertuples(index=False)
+    }
+    hits = flagged & kinds.keys()
+    n_spikes = sum(kind == "spike" for kind in kinds.values())
+    return {
+        "flags": len(flagged),
+        "truth": len(kinds),
+        "precision": len(hits) / len(flagged) if flagged else float("nan"),
+        "recall": len(hits) / len(kinds) if kinds else float("nan"),
+        "spike_recall": sum(kinds[h] == "spike" for h in hits) / n_spikes if n_spikes else float("nan"),
+        "dip_recall": sum(kinds[h] == "dip" for h in hits) / (len(kinds) - n_spikes)
+        if len(kinds) > n_spikes
+        else float("nan"),
+    }
+
+
+def robust_z_others(values: np.ndarray) -> np.ndarray:
+    """Each value against the median and 1.4826 MAD of the other values (MAD floored at 1 count)."""
+    z = np.zeros(len(values))
+    for i in range(len(values)):
+        others = np.delete(values, i)
+        median = np.median(others)
+        mad = max(1.4826 * np.median(np.abs(others - median)), 1.0)
+        z[i] = (values[i] - median) / mad
+    return z
+
+
+def window_history(data: SeedData) -> pd.DataFrame:
+    kpi = data.kpi
+    history = kpi[(kpi["week_start"] >= data.window_start) & (kpi["week_start"] < data.window_end)]
+    return history[history["user_id"].isin(data.sent)]
+
+
+def until_last_active(weeks: pd.DataFrame) -> pd.DataFrame:
+    """A student's weeks up to the last with attempts (after it, no week can be an injected anomaly)."""
+    active = weeks["n_attempts"].to_numpy() > 0
+    return weeks.iloc[: int(np.flatnonzero(active).max()) + 1] if active.any() else weeks.iloc[:0]
+
+
+def count_baseline(data: SeedData, n_flags: int) -> set[tuple[int, date]]:
+    """The count rule with the model's number of flags: top |robust z| of weekly attempts.
+
+    Given the same knowledge as the model that weeks after the last active week are
+    the end of activity, not anomalies (without it the baseline flags churn).
+    """
+    scored = []
+    for user_id, weeks in window_history(data).groupby("user_id"):
+        weeks = until_last_active(weeks)
+        if len(weeks) < 4:
+            continue
+        z = robust_z_others(weeks["n_attempts"].to_numpy(dtype=float))
+        scored += [(abs(score), user_id, week) for score, week in zip(z, weeks["week_start"], strict=True)]
+    scored.sort(reverse=True)
+    return {(user_id, week) for _, user_id, week in scored[:n_flags]}
+
+
+def flat_median_control(data: SeedData, threshold: float = 2.5) -> set[tuple[int, date]]:
+    """Issue 18's negative control: I_t against the student's own median, robust z > threshold."""
+    flagged = set()
+    for user_id, weeks in window_history(data).groupby("user_id"):
+        values = weeks["i_t"].to_numpy(dtype=float)
+        median = np.median(values)
+        mad = max(1.4826 * np.median(np.abs(values - median)), 1e-6)
+        flagged |= {
+            (user_id, w) for w, v in zip(weeks["week_start"], values, strict=True) if abs(v - median) / mad > threshold
+        }
+    return flagged
+
+
+def ceiling(data: SeedData) -> dict[str, float]:
+    """Injected weeks that weekly counts cannot tell apart from the student's ordinary weeks.
+
+    A dip that left zero attempts, in a student who has other weeks without attempts that
+    were not injected: any rule on counts must flag the ordinary zero weeks too.
+    """
+    history = window_history(data).set_index(["user_id", "week_start"])["n_attempts"]
+    truth_keys = set(zip(data.truth["user_id"], data.truth["week_start"], strict=True))
+    hopeless = 0
+    for user_id, week, factor in data.truth[["user_id", "week_start", "activity_factor"]].itertuples(index=False):
+        if factor >= 1 or user_id not in data.sent or history.get((user_id, week), -1) != 0:
+            continue
+        own = history.loc[user_id]
+        ordinary_zeros = sum(
+            1 for w, n in own.items() if n == 0 and (user_id, w) not in truth_keys and w < own[own > 0].index.max()
+        )
+        hopeless += ordinary_zeros > 0
+    n_truth = int(data.truth["user_id"].isin(data.sent).sum())
+    return {
+        "hopeless": hopeless,
+        "truth": n_truth,
+        "recall_ceiling": 1 - hopeless / n_truth if n_truth else float("nan"),
+    }
+
+
+def forecast_accuracy(data: SeedData, results: list[dict[str, Any]], status: dict[int, str]) -> dict[str, float]:
+    forecast = pd.concat([pd.DataFrame(result["response"]["forecast"]) for result in results], ignore_index=True)
+    forecast = forecast.rename(columns={"series_id": "user_id", "ds": "week_start"})
+    forecast["user_id"] = forecast["user_id"].astype("int64")
+    forecast["week_start"] = pd.to_datetime(forecast["week_start"]).dt.date
+    realized = forecast.merge(data.kpi, on=["user_id", "week_start"], how="inner")
+    last4 = data.kpi[
+        (data.kpi["week_start"] >= data.window_end - timedelta(weeks=4)) & (data.kpi["week_start"] < data.window_end)
+    ]
+    naive = last4.groupby("user_id")["i_t"].mean().rename("naive")
+    realized = realized.merge(naive, left_on="user_id", right_index=True)
+    error = (realized["yhat"] - realized["i_t"]).abs()
+    naive_error = (realized["naive"] - realized["i_t"]).abs()
+    covered = (realized["yhat_lower"] <= realized["i_t"]) & (realized["i_t"] <= realized["yhat_upper"])
+    horizon = ((pd.to_datetime(realized["week_start"]) - pd.Timestamp(data.window_end)).dt.days // 7) + 1
+    width = realized["yhat_upper"] - realized["yhat_lower"]
+    return {
+        "n_forecasts": len(realized),
+        "mae": error.mean(),
+        "naive_mae": naive_error.mean(),
+        "mase": error.mean() / naive_error.mean(),
+        "coverage": covered.mean(),
+        "coverage_by_horizon": [round(float(covered[horizon == h].mean()), 3) for h in sorted(horizon.unique())],
+        "width_by_horizon": [round(float(width[horizon == h].mean()), 2) for h in sorted(horizon.unique())],
+        "below_zero": int((forecast["yhat_lower"] < 0).sum()),
+        "n_inactive": sum(s == "inactive" for s in status.values()),
+    }
+
+
+def evaluate(data: SeedData, results: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    status = statuses(results)
+    data.sent = set(status)
+    data.truth = data.truth[data.truth["user_id"].isin(data.sent)]
+    flags = flags_frame(results)
+    week_score = flags.groupby(["user_id", "week_start"])["score"].max()
+    curve = []
+    for t in CURVE_THRESHOLDS:
+        flagged = set(week_score[week_score > t].index)
+        curve.append({"threshold": t, **detection(flagged, data.truth)})
+    at_default = set(week_score[week_score > threshold].index)
+    by_series = {
+        series: detection(
+            set(group.loc[group["score"] > threshold].set_index(["user_id", "week_start"]).index), data.truth
+        )
+        for series, group in flags.groupby("series")
+    }
+    return {
+        "seed": data.seed,
+        "model": detection(at_default, data.truth),
+        "by_series": by_series,
+        "baseline": detection(count_baseline(data, len(at_default)), data.truth),
+        "flat_median": detection(flat_median_control(data), data.truth),
+        "ceiling": ceiling(data),
+        "curve": curve,
+        "forecast": forecast_accuracy(data, results, status),
+        "statuses": pd.Series(status).value_counts().to_dict(),
+    }
+
+
+def scoreboard(future_weeks: int) -> dict[str, tuple[float | None, float | None]]:
+    """Run the DAG for T as the demo does, then the scoreboard's prophet scoring at T + future weeks.
+
+    Returns {metric (horizon): (model value, baseline value)}.
+    """
+    subprocess.run(
+        ["airflow", "dags", "test", "forecast_prophet", RUN_DATE.isoformat(), "-c", json.dumps({})],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    window = EvaluationWindow.for_run(RUN_DATE + timedelta(weeks=future_weeks), EvaluationSettings.from_env())
+    rows = evaluate_prophet(Warehouse(), window, EvaluationSettings.from_env())
+    return {f"{row['metric']} ({row['horizon']})": (row["value"], row["baseline_value"]) for row in rows}
+
+
+def fmt(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def report(runs: list[dict[str, Any]], args: argparse.Namespace, threshold: float, seconds: list[float]) -> str:
+    command = "python bench/prophet_quality.py " + " ".join(
+        ["--seeds", *map(str, args.seeds), "--students", str(args.students), "--output", args.output]
+    )
+    lines = [
+        "# Prophet quality: anomaly flags and forecasts against the synthetic truth",
+        "",
+        "Command (local stack up, `source .local/stack.env`):",
+        "",
+        f"```sh\n{command}\n```",
+        "",
+        f"{args.students} synthetic students per seed, {args.history_weeks} weeks of history before the run date "
+        f"{RUN_DATE} and {args.future_weeks} realized weeks after it; the DAG's 12-week window; "
+        f"`PROPHET_ANOMALY_THRESHOLD` = {threshold}. A student-week counts as flagged when either series "
+        "(learning_index or activity) flags it. Baseline: the count rule (robust z of weekly attempts against the "
+        "student's other weeks) with as many flags as the model. Flat median: issue 18's negative control "
+        "(robust z of I_t around the student's median > 2.5).",
+        "",
+        "## Anomalies at the default threshold",
+        "",
+        "| seed | flags | injected | precision | recall | spike recall | dip recall | baseline precision"
+        " | baseline recall | baseline spike recall | flat-median precision | flat-median recall | recall ceiling |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        m, b, f, c = run["model"], run["baseline"], run["flat_median"], run["ceiling"]
+        lines.append(
+            f"| {run['seed']} | {m['flags']} | {m['truth']} | {fmt(m['precision'])} | {fmt(m['recall'])} | "
+            f"{fmt(m['spike_recall'])} | {fmt(m['dip_recall'])} | {fmt(b['precision'])} | {fmt(b['recall'])} | "
+            f"{fmt(b['spike_recall'])} | {fmt(f['precision'])} | {fmt(f['recall'])} | {fmt(c['recall_ceiling'])} |"
+        )
+    total = {
+        key: sum(
+            run["model"][key] * (run["model"]["flags"] if key == "precision" else run["model"]["truth"]) for run in runs
+        )
+        for key in ("precision", "recall")
+    }
+    n_flags = sum(run["model"]["flags"] for run in runs)
+    n_truth = sum(run["model"]["truth"] for run in runs)
+    lines += [
+        "",
+        f"Pooled over seeds: precision {total['precision'] / n_flags:.3f}, recall {total['recall'] / n_truth:.3f}.",
+        "",
+        "By series (flags of one series alone):",
+        "",
+        "| seed | series | flags | precision | recall | spike recall | dip recall |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        for series, d in run["by_series"].items():
+            lines.append(
+                f"| {run['seed']} | {series} | {d['flags']} | {fmt(d['precision'])} | {fmt(d['recall'])} | "
+                f"{fmt(d['spike_recall'])} | {fmt(d['dip_recall'])} |"
+            )
+    lines += [
+        "",
+        "## Precision-recall over thresholds",
+        "",
+        "| threshold | " + " | ".join(f"seed {run['seed']} precision / recall" for run in runs) + " |",
+        "|---:|" + "---:|" * len(runs),
+    ]
+    for i, t in enumerate(CURVE_THRESHOLDS):
+        cells = [f"{fmt(run['curve'][i]['precision'])} / {fmt(run['curve'][i]['recall'])}" for run in runs]
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Forecasts of fitted students vs realized weeks",
+        "",
+        "| seed | statuses | forecasts | MAE | naive MAE | MASE | 80% coverage | coverage by horizon"
+        " | mean width by horizon | lower bound < 0 |",
+        "|---:|---|---:|---:|---:|---:|---:|---|---|---:|",
+    ]
+    for run in runs:
+        f = run["forecast"]
+        lines.append(
+            f"| {run['seed']} | {run['statuses']} | {f['n_forecasts']} | {fmt(f['mae'])} | {fmt(f['naive_mae'])} | "
+            f"{f['mase']:.3f} | {f['coverage']:.3f} | {f['coverage_by_horizon']} | {f['width_by_horizon']} | "
+            f"{f['below_zero']} |"
+        )
+    lines += ["", f"Fit time (all chunks, seconds): {', '.join(f'{s:.1f}' for s in seconds)}.", ""]
+    lines += [
+        "## The scoreboard's scoring of the DAG's run (`evaluation.evaluate_prophet`)",
+        "",
+        "The DAG run for T, scored by the lead's evaluation code (truth over every student in `prophet_fit_meta`,",
+        "skipped ones included; baseline `count_rule` / `naive_4w`). Model value / baseline value per seed.",
+        "",
+        "| metric | " + " | ".join(f"seed {run['seed']}" for run in runs) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+    for metric in runs[0]["scoreboard"]:
+        cells = []
+        for run in runs:
+            value, baseline = run["scoreboard"].get(metric, (None, None))
+            cells.append(" / ".join("-" if number is None else f"{number:.3f}" for number in (value, baseline)))
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 3])
+    parser.add_argument("--students", type=int, default=400)
+    parser.add_argument("--history-weeks", type=int, default=16)
+    parser.add_argument("--future-weeks", type=int, default=8)
+    parser.add_argument("--output", default="docs/bench-prophet-quality.md")
+    args = parser.parse_args(argv)
+    settings = ProphetSettings.from_params({"PROPHET_ANOMALY_THRESHOLD": REQUEST_THRESHOLD})
+    threshold = ProphetSettings.from_env().anomaly_threshold
+    runs, seconds = [], []
+    for seed in args.seeds:
+        data = prepare(seed, args.students, args.history_weeks, args.future_weeks)
+        results, elapsed = fit(settings)
+        seconds.append(elapsed)
+        run = evaluate(data, results, threshold)
+        run["scoreboard"] = scoreboard(args.future_weeks)
+        runs.append(run)
+        print(seed, run["model"], run["baseline"], run["forecast"], run["ceiling"], flush=True)
+    text = report(runs, args, threshold, seconds)
+    Path(args.output).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

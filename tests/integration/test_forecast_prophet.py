@@ -84,7 +84,11 @@ def first_run(warehouse_uri: str, run_dag: Callable[..., DagRunResult]) -> First
         timezone=PLATFORM_TIMEZONE,
     )
     synthetic.load(warehouse_uri, data)
-    build_weekly_kpi(Warehouse(), weekly_window(end_date, 16 + FUTURE_WEEKS), KpiSettings.from_env())
+    build_weekly_kpi(
+        Warehouse(),
+        weekly_window(TEST_LOGICAL_DATE + timedelta(weeks=FUTURE_WEEKS), 16 + FUTURE_WEEKS),
+        KpiSettings.from_env(),
+    )
     with psycopg.connect(warehouse_uri, autocommit=True) as conn:
         n_eligible = len(eligible_students(conn))
     result = run_dag(DAG_ID)

@@ -128,7 +128,8 @@ def test_checker_sees_a_missing_or_extra_table() -> None:
     relations = warehouse_relations()
     reads, writes = sql_tables(
         "-- from students (a comment)\nDELETE FROM weekly_kpi WHERE x;\n"
-        "INSERT INTO weekly_kpi SELECT * FROM attempt a JOIN questions q USING (q) WITH x AS (SELECT 1) SELECT * FROM x",
+        "INSERT INTO weekly_kpi SELECT * FROM attempt a JOIN questions q USING (q);\n"
+        "WITH x AS (SELECT 1) SELECT * FROM x",
         relations,
     )
     assert writes == {"weekly_kpi"} and reads == {"attempt", "questions"}

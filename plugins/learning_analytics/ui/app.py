@@ -44,13 +44,17 @@ def _css() -> Markup:
 
 def render(page: pages.Page, request: Request, started: float) -> HTMLResponse:
     content = Markup("").join(page.sections)
-    html = _environment().get_template("page.html").render(
-        **page.__dict__,
-        content=content,
-        css=_css(),
-        nav=pages.NAV,
-        base=base_path(request),
-        render_ms=(time.perf_counter() - started) * 1000,
+    html = (
+        _environment()
+        .get_template("page.html")
+        .render(
+            **page.__dict__,
+            content=content,
+            css=_css(),
+            nav=pages.NAV,
+            base=base_path(request),
+            render_ms=(time.perf_counter() - started) * 1000,
+        )
     )
     return HTMLResponse(html)
 

@@ -58,7 +58,7 @@ class Page:
 def section(title: str, *parts: Markup | str, css_id: str = "") -> Markup:
     body = Markup("").join(Markup(f'<div class="card">{part}</div>') for part in parts)
     ident = Markup(f' id="{escape(css_id)}"') if css_id else Markup("")
-    return Markup(f"<section{ident}><h2>{escape(title)}</h2><div class=\"grid\">{body}</div></section>")
+    return Markup(f'<section{ident}><h2>{escape(title)}</h2><div class="grid">{body}</div></section>')
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], css_id: str = "") -> Markup:
@@ -112,9 +112,7 @@ def choose_run(page: Page, dates: list[date], requested: str | None, what: str) 
             return None
         return wanted
     if not dates:
-        page.messages.append(
-            f"No {what} results yet: run the {DAG_OF_PAGE[page.page]} DAG (its results appear here)."
-        )
+        page.messages.append(f"No {what} results yet: run the {DAG_OF_PAGE[page.page]} DAG (its results appear here).")
         return None
     page.run_date = dates[0]
     return dates[0]
@@ -154,7 +152,8 @@ def growth_page(reader: Reader, base: str, run_date: str | None, user_id: str | 
                   x_dates=True)  # fmt: skip
     ok = runs[runs["slope"].notna()]
     if not ok.empty:
-        trend.band(list(ok["run_date"]), list(ok["slope_lower"]), list(ok["slope_upper"]), "95% interval")
+        trend.errorbars(list(ok["run_date"]), list(ok["slope_lower"]), list(ok["slope_upper"]), "95% interval",
+                        color=PALETTE[4])  # fmt: skip
         trend.line(list(ok["run_date"]), list(ok["slope"]), "population slope", markers=True, color=PALETTE[0])
         trend.hline(0.0, "no change")
     charts = [Markup(trend.render())]
@@ -164,9 +163,18 @@ def growth_page(reader: Reader, base: str, run_date: str | None, user_id: str | 
     page.sections.append(
         section(
             "Population trend",
-            Markup(facts(status=run["status"], students=run["n_users"], observations=run["n_obs"],
-                         shards=run["n_shards"], max_rhat=run["rhat_max"], divergences=run["divergences"],
-                         window=f"{run['window_start']} .. {run['window_end']}") + Markup("").join(charts)),
+            Markup(
+                facts(
+                    status=run["status"],
+                    students=run["n_users"],
+                    observations=run["n_obs"],
+                    shards=run["n_shards"],
+                    max_rhat=run["rhat_max"],
+                    divergences=run["divergences"],
+                    window=f"{run['window_start']} .. {run['window_end']}",
+                )
+                + Markup("").join(charts)
+            ),
         )  # fmt: skip
     )
     users = reader.frame("growth_users", run_date=chosen)
@@ -186,8 +194,13 @@ def growth_page(reader: Reader, base: str, run_date: str | None, user_id: str | 
                 + table(
                     ["student", "P(goal)", "goal", "predicted at target", "converged shard"],
                     [
-                        (link(base, "growth", r.user_id, run_date=chosen, user_id=r.user_id), r.p_goal, r.goal,
-                         r.mean, "yes" if r.shard_converged else "no")
+                        (
+                            link(base, "growth", r.user_id, run_date=chosen, user_id=r.user_id),
+                            r.p_goal,
+                            r.goal,
+                            r.mean,
+                            "yes" if r.shard_converged else "no",
+                        )
                         for r in lowest.itertuples()
                     ],  # fmt: skip
                     css_id="lowest-p",
@@ -277,8 +290,13 @@ def prophet_page(reader: Reader, base: str, run_date: str | None, user_id: str |
                 table(
                     ["student", "week", "I_t observed", "I_t expected", "score"],
                     [
-                        (link(base, "prophet", r.user_id, run_date=chosen, user_id=r.user_id), r.week_start, r.y,
-                         r.yhat, r.score)
+                        (
+                            link(base, "prophet", r.user_id, run_date=chosen, user_id=r.user_id),
+                            r.week_start,
+                            r.y,
+                            r.yhat,
+                            r.score,
+                        )
                         for r in anomalies.itertuples()
                     ],  # fmt: skip
                     css_id="anomalies",
@@ -370,8 +388,10 @@ def survival_page(reader: Reader, base: str, run_date: str | None) -> Page:
             Markup("<h3>Highest risk</h3>")
             + table(
                 ["student", "P(churn)", "risk score", "last active"],
-                [(link(base, "student", r.user_id, user_id=r.user_id), r.p_event, r.risk_score, r.last_active_day)
-                 for r in active.head(15).itertuples()],  # fmt: skip
+                [
+                    (link(base, "student", r.user_id, user_id=r.user_id), r.p_event, r.risk_score, r.last_active_day)
+                    for r in active.head(15).itertuples()
+                ],  # fmt: skip
                 css_id="highest-risk",
             ),
         )
@@ -406,10 +426,22 @@ def cluster_page(reader: Reader, base: str, run_date: str | None, segment: str |
                       color=PALETTE[index % len(PALETTE)])  # fmt: skip
     page.sections.append(section("Segments", Markup(sizes.render()), Markup(profiles.render())))
     page.sections.append(
-        section("Profiles", table(
-            ["segment", "students", "profile", "members"],
-            [(r.segment, r.size, r.profile, link(base, "cluster", "show members", run_date=chosen, segment=r.segment))
-             for r in run.itertuples()], css_id="segments"))  # fmt: skip
+        section(
+            "Profiles",
+            table(
+                ["segment", "students", "profile", "members"],
+                [
+                    (
+                        r.segment,
+                        r.size,
+                        r.profile,
+                        link(base, "cluster", "show members", run_date=chosen, segment=r.segment),
+                    )
+                    for r in run.itertuples()
+                ],
+                css_id="segments",
+            ),
+        )  # fmt: skip
     )
     wanted = parse_int(segment) if segment else int(run["segment"].iloc[0])
     if wanted not in set(run["segment"]):
@@ -421,9 +453,11 @@ def cluster_page(reader: Reader, base: str, run_date: str | None, segment: str |
     page.sections.append(
         section(
             f"Members of segment {wanted} ({size} students; closest {min(size, MEMBER_LIMIT)} to the centre shown)",
-            table(["student", "distance to centre (SD units)"],
-                  [(link(base, "student", r.user_id, user_id=r.user_id), r.distance) for r in members.itertuples()],
-                  css_id="members"),  # fmt: skip
+            table(
+                ["student", "distance to centre (SD units)"],
+                [(link(base, "student", r.user_id, user_id=r.user_id), r.distance) for r in members.itertuples()],
+                css_id="members",
+            ),  # fmt: skip
         )
     )
     return page
@@ -455,10 +489,17 @@ def scoreboard_page(reader: Reader, base: str, run_date: str | None) -> Page:
             charts.append(Markup(chart.render()))
         page.sections.append(section(f"{model}", *charts, css_id=f"score-{model}"))
     page.sections.append(
-        section("All scores", table(
-            ["model", "run date", "horizon", "metric", "value", "baseline", "baseline value", "n", "note"],
-            [(r.model, r.run_date, r.horizon, r.metric, r.value, r.baseline, r.baseline_value, r.n, r.note)
-             for r in rows.itertuples()], css_id="scores"))  # fmt: skip
+        section(
+            "All scores",
+            table(
+                ["model", "run date", "horizon", "metric", "value", "baseline", "baseline value", "n", "note"],
+                [
+                    (r.model, r.run_date, r.horizon, r.metric, r.value, r.baseline, r.baseline_value, r.n, r.note)
+                    for r in rows.itertuples()
+                ],
+                css_id="scores",
+            ),
+        )  # fmt: skip
     )
     return page
 
@@ -480,12 +521,28 @@ def student_page(reader: Reader, base: str, user_id: str | None) -> Page:
         page.messages.append(f"No model has a result for student {student} in its latest run.")
     targets = {"growth": "growth", "prophet": "prophet", "survival": "survival", "cluster": "cluster"}
     page.sections.append(
-        section("Latest results", table(
-            ["model", "run date", "result", "details"],
-            [(r.model, r.run_date, r.result,
-              link(base, targets[r.model], "open", run_date=r.run_date,
-                   user_id=student if r.model in ("growth", "prophet") else None))
-             for r in summary.itertuples()], css_id="summary"))  # fmt: skip
+        section(
+            "Latest results",
+            table(
+                ["model", "run date", "result", "details"],
+                [
+                    (
+                        r.model,
+                        r.run_date,
+                        r.result,
+                        link(
+                            base,
+                            targets[r.model],
+                            "open",
+                            run_date=r.run_date,
+                            user_id=student if r.model in ("growth", "prophet") else None,
+                        ),
+                    )
+                    for r in summary.itertuples()
+                ],
+                css_id="summary",
+            ),
+        )  # fmt: skip
     )
     return page
 
@@ -494,10 +551,14 @@ def index_page(reader: Reader, base: str) -> Page:
     page = Page("index", "Learning analytics")
     dates = reader.run_dates()
     page.sections.append(
-        section("Pages", table(
-            ["page", "latest run", "runs with results"],
-            [(link(base, name, label), (dates[name] or [None])[0], len(dates[name])) for name, label in NAV],
-            css_id="pages"))  # fmt: skip
+        section(
+            "Pages",
+            table(
+                ["page", "latest run", "runs with results"],
+                [(link(base, name, label), (dates[name] or [None])[0], len(dates[name])) for name, label in NAV],
+                css_id="pages",
+            ),
+        )  # fmt: skip
     )
     return page
 

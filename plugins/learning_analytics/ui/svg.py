@@ -72,7 +72,7 @@ class Chart:
 
     margin_left: int = 58
     margin_right: int = 16
-    margin_top: int = 30
+    margin_top: int = 44  # set by render() from the legend's rows
     margin_bottom: int = 42
 
     # -- layers (recorded first, drawn once the ranges are known) ---------------------
@@ -127,6 +127,16 @@ class Chart:
         self.legend.append(("band", label, color))
         return self
 
+    def errorbars(self, xs: Sequence[Any], lower: Sequence[Any], upper: Sequence[Any], label: str, *,
+                  color: str | None = None) -> Chart:  # fmt: skip
+        """A vertical interval at each x (e.g. a 95% interval per run)."""
+        color = color or PALETTE[len(self.legend) % len(PALETTE)]
+        px, lo = self._extend(xs, lower)
+        _, hi = self._extend(xs, upper)
+        self._marks.append(("errorbars", (px, lo, hi, color)))
+        self.legend.append(("line", label, color))
+        return self
+
     def hline(self, y: float, label: str, *, color: str = "#555") -> Chart:
         self._ys.append(float(y))
         self._marks.append(("hline", (float(y), color, label)))
@@ -151,10 +161,15 @@ class Chart:
     # -- rendering -------------------------------------------------------------------
 
     def render(self) -> str:
+        legend, legend_rows = self._legend()
+        self.margin_top = 30 + 14 * legend_rows
+        self.height += 14 * max(legend_rows - 1, 0)
         if self.x_categories is not None:
             x_low, x_high = -0.5, len(self.x_categories) - 0.5
         else:
             x_low, x_high = _padded(self._xs, 0.0)
+            if self.x_dates and x_high - x_low < 14:  # one run: a fortnight around it
+                x_low, x_high = x_low - 7, x_high + 7
         if self.y_rows is not None:
             y_low, y_high = len(self.y_rows) - 0.5, -0.5
         else:
@@ -176,7 +191,7 @@ class Chart:
         ]
         out += self._axes(sx, sy, x_low, x_high, y_low, y_high)
         out.append(f'<g clip-path="none">{"".join(self._draw(sx, sy, y_low))}</g>')
-        out += self._legend()
+        out += legend
         out.append("</svg>")
         return "".join(out)
 
@@ -203,7 +218,8 @@ class Chart:
         if self.x_categories is not None:
             x_ticks = [(float(i), str(c)) for i, c in enumerate(self.x_categories)]
         elif self.x_dates:
-            x_ticks = [(t, (EPOCH + timedelta(days=int(t))).isoformat()) for t in nice_ticks(x_low, x_high, 5)]
+            days = sorted({round(t) for t in nice_ticks(x_low, x_high, 5)})
+            x_ticks = [(float(d), (EPOCH + timedelta(days=d)).isoformat()) for d in days]
         elif self.log_x:
             x_ticks = [(t, _fmt(10**t)) for t in nice_ticks(x_low, x_high, 5)]
         else:
@@ -220,9 +236,10 @@ class Chart:
                 f'y="{self.height - 6}" text-anchor="middle">{escape(self.x_label)}</text>'
             )
         if self.y_label:
+            middle = self.margin_top + (bottom - self.margin_top) / 2
             out.append(
-                f'<text class="axis-label" transform="translate(12 {self.margin_top + (bottom - self.margin_top) / 2:.0f})'
-                f' rotate(-90)" text-anchor="middle">{escape(self.y_label)}</text>'
+                f'<text class="axis-label" transform="translate(12 {middle:.0f}) rotate(-90)" '
+                f'text-anchor="middle">{escape(self.y_label)}</text>'
             )
         return out
 
@@ -273,6 +290,14 @@ class Chart:
                             f'y="{top:.1f}" width="{max(right - left - 2, 1):.1f}" height="{max(base - top, 0):.1f}" '
                             f'fill="{color}"><title>{_fmt(y)}</title></rect>'
                         )
+            elif kind == "errorbars":
+                xs, lo, hi, color = args
+                out += [
+                    f'<line class="errorbar" x1="{sx(x):.1f}" y1="{sy(a):.1f}" x2="{sx(x):.1f}" y2="{sy(b):.1f}" '
+                    f'stroke="{color}" stroke-width="2"/>'
+                    for x, a, b in zip(xs, lo, hi, strict=True)
+                    if _finite(x, a, b)
+                ]
             elif kind == "hline":
                 y, color, label = args
                 out.append(
@@ -299,13 +324,17 @@ class Chart:
                     )
         return out
 
-    def _legend(self) -> list[str]:
-        out, x = [], self.margin_left + 4
-        y = self.margin_top - 8
+    def _legend(self) -> tuple[list[str], int]:
+        """The legend's marks (under the title, wrapped to the chart's width) and its row count."""
+        out: list[str] = []
         seen: set[str] = set()
         items = [item for item in self.legend if not (item[1] in seen or seen.add(item[1]))]
-        x = max(self.width - self.margin_right - sum(28 + 6.2 * len(label) for _, label, _ in items), x)
+        x, row = self.margin_left + 4, 0
         for kind, label, color in items:
+            width = 28 + 6.2 * len(label)
+            if x + width > self.width and x > self.margin_left + 4:
+                x, row = self.margin_left + 4, row + 1
+            y = 32 + 14 * row
             if kind == "line":
                 swatch = f'<line x1="{x}" y1="{y}" x2="{x + 16}" y2="{y}" stroke="{color}" stroke-width="2"/>'
             elif kind == "dash":
@@ -315,8 +344,8 @@ class Chart:
             else:
                 swatch = f'<rect x="{x}" y="{y - 5}" width="16" height="10" fill="{color}" fill-opacity="0.5"/>'
             out.append(f'{swatch}<text class="legend" x="{x + 20}" y="{y + 4}">{escape(label)}</text>')
-            x += 28 + 6.2 * len(label)
-        return out
+            x += width
+        return out, (row + 1 if items else 0)
 
 
 def _finite(*values: float) -> bool:

@@ -277,9 +277,11 @@ def prophet_page(reader: Reader, base: str, run_date: str | None, user_id: str |
     page.sections.append(
         Markup(facts(**{f"series {s}": n for s, n in zip(status["status"], status["n"], strict=True)}))
     )
+    anomalies = reader.frame("prophet_anomalies", run_date=chosen, limit=ANOMALY_LIMIT)
+    if student is None and not user_id and not anomalies.empty:
+        student = int(anomalies["user_id"].iloc[0])  # nobody asked for: the strongest flagged week's student
     if student is not None:
         page.sections.append(prophet_student(reader, chosen, student))
-    anomalies = reader.frame("prophet_anomalies", run_date=chosen, limit=ANOMALY_LIMIT)
     if anomalies.empty:
         page.sections.append(section("Flagged weeks", Markup('<p class="empty" role="status">No week was flagged '
                                                              f"as anomalous in the run of {chosen}.</p>")))  # fmt: skip
@@ -319,7 +321,11 @@ def prophet_student(reader: Reader, run_date: date, user_id: int) -> Markup:
     if not forecast.empty:
         chart.band(list(forecast["week_start"]), list(forecast["lower"]), list(forecast["upper"]), "forecast interval")
         chart.line(list(forecast["week_start"]), list(forecast["value"]), "forecast", dashed=True, color=PALETTE[1])
-    chart.line(list(weeks["week_start"]), list(weeks["i_t"]), "I_t observed", markers=True, color=PALETTE[0])
+    before = weeks[weeks["week_start"] < run_date]
+    chart.line(list(before["week_start"]), list(before["i_t"]), "I_t observed", markers=True, color=PALETTE[0])
+    after = weeks[weeks["week_start"] >= run_date]
+    if not after.empty:  # weeks that have happened since the run: how the forecast did
+        chart.line(list(after["week_start"]), list(after["i_t"]), "I_t after the run", markers=True, color="#777")
     if not anomalies.empty:
         chart.points(list(anomalies["week_start"]), list(anomalies["value"]), "flagged week", color=ALERT, radius=6,
                      css_class="anomaly",
@@ -376,7 +382,9 @@ def survival_page(reader: Reader, base: str, run_date: str | None) -> Page:
         km.band(curve.times, curve.lower, curve.upper, f"{name} 95%", color=color, step=True)
         km.line(curve.times, curve.survival, f"{name} (n={curve.n}, {curve.events} events)", color=color, step=True)
     active = reader.frame("survival_active_risk", run_date=chosen)
-    centres, counts, width = histogram(list(active["p_event"]), 20, 0.0, 1.0)
+    # Risks are mostly small: bins up to the largest risk (rounded up to a tenth) keep them readable.
+    top = min(1.0, math.ceil(max(active["p_event"].max() if not active.empty else 1.0, 0.01) * 10) / 10)
+    centres, counts, width = histogram(list(active["p_event"]), 20, 0.0, top)
     dist = Chart(f"Churn risk of the {len(active)} active students", f"P(churn within {fit['horizon_days']} days)",
                  "students")  # fmt: skip
     dist.bars(centres, counts, "students", width=width)

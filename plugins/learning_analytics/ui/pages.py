@@ -426,7 +426,7 @@ def cluster_page(reader: Reader, base: str, run_date: str | None, segment: str |
                    color=PALETTE[index % len(PALETTE)])  # fmt: skip
     features = sorted({name for z in run["center_z"] for name in (jsonb(z) or {})})
     profiles = Chart(f"Segment profiles of the run of {chosen} (feature z-scores)", "", "z-score",
-                     x_categories=features, height=300)  # fmt: skip
+                     x_categories=features, height=300, width=max(720, 130 * len(features)))  # fmt: skip
     profiles.hline(0.0, "population mean")
     for index, r in enumerate(run.itertuples()):
         z = jsonb(r.center_z) or {}
@@ -461,11 +461,14 @@ def cluster_page(reader: Reader, base: str, run_date: str | None, segment: str |
     page.sections.append(
         section(
             f"Members of segment {wanted} ({size} students; closest {min(size, MEMBER_LIMIT)} to the centre shown)",
-            table(
-                ["student", "distance to centre (SD units)"],
-                [(link(base, "student", r.user_id, user_id=r.user_id), r.distance) for r in members.itertuples()],
-                css_id="members",
-            ),  # fmt: skip
+            Markup('<div id="members" class="chips">')
+            + Markup(" ").join(
+                Markup(f'<span title="distance to the centre: {r.distance:.2f} SD">')
+                + link(base, "student", r.user_id, user_id=r.user_id)
+                + Markup("</span>")
+                for r in members.itertuples()
+            )
+            + Markup("</div>"),
         )
     )
     return page

@@ -264,9 +264,10 @@ class Chart:
                         f'<polyline class="series" data-series="{escape(label)}" points="{coords}" fill="none" '
                         f'stroke="{color}" stroke-width="2"{dash}/>'
                     )
-                    if markers:
+                    if markers:  # a dashed line's markers are hollow (e.g. a baseline beside its model)
+                        fill = "#fff" if dashed else color
                         out += [
-                            f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{color}"/>'
+                            f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{fill}" stroke="{color}"/>'
                             for x, y in zip(xs, ys, strict=True)
                             if _finite(x, y)
                         ]

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from airflow.sdk import dag, get_current_context, task
 
+from learning_analytics import catalog
 from learning_analytics.kpi import build_features_topic_daily, features_window
 from learning_analytics.pipeline import standard_dag_args
 from learning_analytics.settings import FeaturesSettings
@@ -32,7 +33,10 @@ Feeds `cluster_segments`.
 @dag(**standard_dag_args(FeaturesSettings, tags=["learning-analytics", "metrics"], doc_md=DOC_MD))
 def build_features_topic_daily_dag() -> None:
     @task(
-        execution_timeout=timedelta(minutes=30), doc_md="Rebuilds the window's days of `features_topic_daily` in SQL."
+        execution_timeout=timedelta(minutes=30),
+        inlets=catalog.inlets("build_features_topic_daily"),
+        outlets=catalog.outlets("build_features_topic_daily"),
+        doc_md="Rebuilds the window's days of `features_topic_daily` in SQL.",
     )
     def build_features() -> int:
         context = get_current_context()

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from airflow.sdk import dag, get_current_context, task
 
+from learning_analytics import catalog
 from learning_analytics.kpi import build_weekly_kpi, kpi_window
 from learning_analytics.pipeline import standard_dag_args
 from learning_analytics.settings import KpiSettings
@@ -44,6 +45,8 @@ exists (`p_source` says which). `S` is written by `fit_survival_churn` and kept.
 def build_weekly_kpi_dag() -> None:
     @task(
         execution_timeout=timedelta(minutes=30),
+        inlets=catalog.inlets("build_weekly_kpi"),
+        outlets=catalog.outlets("build_weekly_kpi"),
         doc_md="Rebuilds the window's weeks of `weekly_kpi` (activity, I_t, P) in SQL.",
     )
     def build_kpi() -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
 
+from learning_analytics import catalog
 from learning_analytics.evaluation import EVALUATORS, MODELS, EvaluationWindow, persist_evaluation
 from learning_analytics.k8s import WAREHOUSE_EXECUTOR_CONFIG
 from learning_analytics.pipeline import standard_dag_args
@@ -70,6 +71,7 @@ def evaluate_models_dag() -> None:
     @task(
         execution_timeout=timedelta(minutes=30),
         executor_config=WAREHOUSE_EXECUTOR_CONFIG,
+        inlets=catalog.inlets(EvaluationSettings.dag_id),
         doc_md="Scores one model's stored predictions whose outcome window has closed; stages the "
         "metric rows and returns their URI.",
     )
@@ -94,6 +96,7 @@ def evaluate_models_dag() -> None:
         trigger_rule="all_done",
         execution_timeout=timedelta(minutes=30),
         executor_config=WAREHOUSE_EXECUTOR_CONFIG,
+        outlets=catalog.outlets(EvaluationSettings.dag_id),
         doc_md="Replaces each evaluated model's `model_evaluation` rows of the logical date in one "
         "transaction (a model whose evaluation failed keeps its earlier rows).",
     )

@@ -36,6 +36,7 @@ import pandas as pd
 from airflow.sdk import PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.definitions.dag import DAG
 
+from learning_analytics import catalog
 from learning_analytics.k8s import FIT_EXECUTOR_CONFIG, WAREHOUSE_EXECUTOR_CONFIG
 from learning_analytics.r_service import RServiceHook, RServiceUnavailableError, idempotency_key
 from learning_analytics.settings import ModelSettings, platform_timezone
@@ -49,6 +50,8 @@ SettingsT = TypeVar("SettingsT", bound=ModelSettings)
 
 #: Every DAG of the package is owned by this team and starts on this date.
 OWNER = "learning-analytics"
+#: Context key the fit task fills with its shard's label (``map_index_template``).
+SHARD_LABEL_KEY = "shard_label"
 #: XCom key of the extract's outcome (skip reason, summary) next to its shard list.
 EXTRACT_OUTCOME_KEY = "extract_outcome"
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -79,12 +82,14 @@ def standard_dag_args(settings_cls: type[ModelSettings], *, tags: Sequence[str],
     """``@dag(...)`` arguments every DAG of the package shares, from its settings class.
 
     dag_id and schedule come from the settings class (one place, checked against the
-    spec by the DAG-integrity test); the trigger form shows every setting as a Param.
+    spec by the DAG-integrity test); the trigger form shows every setting as a Param;
+    the one-line description (DAG list) comes from :mod:`learning_analytics.catalog`.
     An unknown ``LA_TIMEZONE`` fails here, when the DAG file is parsed.
     """
     platform_timezone()
     return {
         "dag_id": settings_cls.dag_id,
+        "description": catalog.description(settings_cls.dag_id),
         "schedule": settings_cls.schedule,
         "start_date": START_DATE,
         "catchup": False,
@@ -128,6 +133,8 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     tags: ClassVar[tuple[str, ...]]
     #: Markdown shown on the DAG page of the Airflow UI.
     doc_md: ClassVar[str]
+    #: How a mapped fit task is labelled in the UI: "<unit> 3: 200 <members>".
+    shard_label_words: ClassVar[tuple[str, str]] = ("shard", "students")
     #: Seconds a fit job may take: ``fit_shard`` waits this long, the fit task's sensor
     #: gives up after twice this (counted from its first poke, across reschedules).
     fit_timeout_s: ClassVar[float] = 1800.0
@@ -220,6 +227,13 @@ class ModelPipeline(ABC, Generic[SettingsT]):
             return None
         return self.fit_result(service, fit, shard, shard_index, run)
 
+    def shard_label(self, shard: pd.DataFrame, shard_index: int) -> str:
+        """What a mapped fit task holds, shown as its map index in the UI."""
+        unit, members = self.shard_label_words
+        if "user_id" in shard.columns:
+            return f"{unit} {shard_index}: {shard['user_id'].nunique()} {members}"
+        return f"{unit} {shard_index}: {len(shard)} rows"
+
     def service(self) -> RServiceHook:
         # Submits and polls answer at once; the timeout bounds the synchronous
         # follow-up calls of fit_result (e.g. predict).
@@ -272,6 +286,7 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
         @task(
             execution_timeout=timedelta(minutes=30),
             executor_config=WAREHOUSE_EXECUTOR_CONFIG,
+            inlets=catalog.inlets(pipeline.settings_cls.dag_id),
             doc_md="Reads the lookback window from the warehouse, splits it into shards and stages "
             "them; returns only their URIs. Logs why a run with too little data is skipped.",
         )
@@ -306,6 +321,7 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             timeout=pipeline.fit_timeout_s * 2,
             execution_timeout=timedelta(minutes=20),
             executor_config=FIT_EXECUTOR_CONFIG,
+            map_index_template="{{ shard_label }}",
             doc_md="Submits one shard to the model's R service as a fit job and polls it in "
             "reschedule mode (no worker slot held between polls). The Idempotency-Key "
             "re-attaches every poke and retry to the same job; a 4xx or a service error "
@@ -316,6 +332,7 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             run = pipeline.run_context(context)
             ti = context["ti"]
             shard = read_frame(shard_uri)
+            context[SHARD_LABEL_KEY] = pipeline.shard_label(shard, shard_index)  # type: ignore[literal-required]
             result = pipeline.poll_fit(
                 pipeline.service(),
                 shard,
@@ -333,6 +350,7 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
         @task(
             trigger_rule="none_failed",
             executor_config=WAREHOUSE_EXECUTOR_CONFIG,
+            outlets=catalog.outlets(pipeline.settings_cls.dag_id),
             execution_timeout=timedelta(minutes=30),
             doc_md="Writes every output table of the run in one transaction, replacing the rows "
             "of earlier runs of the same logical date; nothing is written if anything fails.",

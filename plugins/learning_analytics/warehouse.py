@@ -134,6 +134,12 @@ def frame_records(frame: pd.DataFrame) -> Iterator[tuple[Any, ...]]:
         yield tuple(_cell(value) for value in row)
 
 
+def log_statement(relative_path: str, statement: str, params: Mapping[str, Any] | None) -> None:
+    """Log the SQL a task is about to run with its parameters (the task log shows what ran)."""
+    shown = {name: value.isoformat() if isinstance(value, date) else value for name, value in (params or {}).items()}
+    log.info("running include/sql/%s with parameters %s\n%s", relative_path, shown, statement.strip())
+
+
 class WarehouseTransaction:
     """Writes inside one open transaction; obtained from :meth:`Warehouse.transaction`."""
 
@@ -160,8 +166,9 @@ class WarehouseTransaction:
     def execute_file(self, relative_path: str, params: Mapping[str, Any] | None = None) -> int:
         """Run the SQL in ``include/sql/<relative_path>`` with named ``params``."""
         started = time.monotonic()
-        text = read_sql(relative_path)
-        rowcount = self.execute(text, params, what=f"{relative_path} ({_first_write(text)})")
+        statement = read_sql(relative_path)
+        log_statement(relative_path, statement, params)
+        rowcount = self.execute(statement, params, what=f"{relative_path} ({_first_write(statement)})")
         log.info("%s: %s rows in %.2f s", relative_path, rowcount, time.monotonic() - started)
         return rowcount
 
@@ -352,10 +359,12 @@ class Warehouse:
     def query_frame(self, relative_path: str, params: Mapping[str, Any]) -> pd.DataFrame:
         """Run the query in ``include/sql/<relative_path>`` and return its rows."""
         started = time.monotonic()
+        statement = read_sql(relative_path)
+        log_statement(relative_path, statement, params)
         conn = self.connect()
         try:
             with _limits_named(relative_path), conn.cursor() as cur:
-                cur.execute(read_sql(relative_path), params)
+                cur.execute(statement, params)
                 columns = [column.name for column in cur.description or []]
                 frame = pd.DataFrame(cur.fetchall(), columns=columns)
             conn.rollback()

@@ -240,6 +240,7 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
     # A 500-series chunk takes ~10-30 s on two cores; the margin covers a busy service.
     fit_timeout_s = 900.0
 
+    shard_label_words = ("chunk", "series")
     doc_md = DOC_MD
 
     def window(self, run_date: date, settings: ProphetSettings) -> RunWindow:

@@ -32,7 +32,9 @@ import pandas as pd
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.definitions.dag import DAG
 
+from learning_analytics.alerts import failure_notifiers
 from learning_analytics.k8s import FIT_EXECUTOR_CONFIG, WAREHOUSE_EXECUTOR_CONFIG
+from learning_analytics.quality import RUN_DATE_XCOM_KEY, TableGate, gate_tasks, gates_doc
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import ModelSettings
 from learning_analytics.staging import RunStaging, read_frame, read_json
@@ -54,15 +56,21 @@ def default_task_args() -> dict[str, Any]:
     """Retries for every task; ``LA_TASK_RETRIES`` / ``LA_RETRY_DELAY_SECONDS`` override.
 
     Retries cover a service restart or a database failover; the R-service hook also
-    retries connection errors, 429 and 5xx within one try.
+    retries connection errors, 429 and 5xx within one try. A task that fails after its
+    last retry alerts through the notifiers ``LA_ALERT_*`` turn on
+    (:mod:`learning_analytics.alerts`).
     """
-    return {
+    args: dict[str, Any] = {
         "owner": OWNER,
         "retries": int(os.environ.get("LA_TASK_RETRIES", "2")),
         "retry_delay": timedelta(seconds=float(os.environ.get("LA_RETRY_DELAY_SECONDS", "300"))),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=30),
     }
+    notifiers = failure_notifiers()
+    if notifiers:
+        args["on_failure_callback"] = notifiers
+    return args
 
 
 def standard_dag_args(settings_cls: type[ModelSettings], *, tags: Sequence[str], doc_md: str) -> dict[str, Any]:
@@ -118,6 +126,8 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     doc_md: ClassVar[str]
     #: Seconds one fit request may take before the hook gives up on it.
     fit_timeout_s: ClassVar[float] = 1800.0
+    #: Checks on the rows ``persist`` wrote (:mod:`learning_analytics.quality`).
+    quality_checks: ClassVar[tuple[TableGate, ...]] = ()
 
     @abstractmethod
     def window(self, run_date: date, settings: SettingsT) -> RunWindow:
@@ -214,9 +224,10 @@ def chunk_by_key(frame: pd.DataFrame, key: str, max_keys: int) -> list[pd.DataFr
 
 
 def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
-    """The DAG of ``pipeline``: ``extract >> fit.expand(shards) >> persist``."""
+    """The DAG of ``pipeline``: ``extract >> fit.expand(shards) >> persist >> quality gates``."""
+    doc_md = pipeline.doc_md + gates_doc(pipeline.quality_checks)
 
-    @dag(**standard_dag_args(pipeline.settings_cls, tags=pipeline.tags, doc_md=pipeline.doc_md))
+    @dag(**standard_dag_args(pipeline.settings_cls, tags=pipeline.tags, doc_md=doc_md))
     def model_dag() -> None:
         @task(
             execution_timeout=timedelta(minutes=30),
@@ -265,6 +276,9 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
 
         @task(
             trigger_rule="none_failed",
+            # Concurrent runs (a backfill) persist one at a time: growth and survival
+            # also update weekly_kpi rows that overlapping runs share.
+            max_active_tis_per_dag=1,
             executor_config=WAREHOUSE_EXECUTOR_CONFIG,
             execution_timeout=timedelta(minutes=30),
             doc_md="Writes every output table of the run in one transaction, replacing the rows "
@@ -278,9 +292,11 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             with Warehouse().transaction() as tx:
                 written = pipeline.persist(tx, results, outcome, run)
             log.info("run %s committed: %s", run.window.run_date, written)
+            context["ti"].xcom_push(key=RUN_DATE_XCOM_KEY, value=run.window.run_date.isoformat())
             return written
 
         shards = extract()
-        persist(fit.expand_kwargs(shards))
+        persisted = persist(fit.expand_kwargs(shards))
+        persisted >> gate_tasks(pipeline.quality_checks)
 
     return model_dag()

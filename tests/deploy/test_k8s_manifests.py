@@ -352,4 +352,6 @@ def test_shipped_crd_schemas_are_the_served_v1_of_external_secrets() -> None:
         schema = json.loads((SCHEMA_DIR / f"{kind.lower()}-external-secrets.io-v1.json").read_text())
         assert {"spec", "status", "apiVersion", "kind"} <= set(schema["properties"]), kind
     guide = (PROJECT_ROOT / "docs" / "deployment.md").read_text()
-    assert re.search(r"external-secrets/external-secrets --version 2\.9\.0", guide), "chart pinned to the schemas' release"
+    assert re.search(r"external-secrets/external-secrets --version 2\.9\.0", guide), (
+        "chart pinned to the schemas' release"
+    )

@@ -37,9 +37,10 @@ exists (`p_source` says which). `S` is written by `fit_survival_churn` and kept.
   transaction; `built_for` keeps the latest run date that built a row, so reruns,
   backfills and runs in any order leave identical tables (`updated_at` is the wall
   clock of the last write and differs).
-* **Backfills**: one run at a time (`max_active_runs=1`, and the build task runs one
-  instance at a time across runs). `airflow backfill create` does not read the DAG's
-  limit: pass `--max-active-runs 1` (README, "Backfills").
+* **Backfills**: oldest first, one run at a time (`max_active_runs=1`; P of a week
+  reads the weeks before it). `airflow backfill create` does not read the DAG's limit:
+  pass `--max-active-runs 1` (README, "Backfills"). The build task also runs one
+  instance at a time across runs.
 * SQL: `include/sql/kpi/weekly_kpi.sql`; details in `docs/metrics.md`.
 """
 

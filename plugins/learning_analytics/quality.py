@@ -15,6 +15,7 @@ key, counts never above what the meta row says was fitted.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -64,7 +65,8 @@ class TableGate:
     checks: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def column_mapping(self) -> dict[str, dict[str, Any]]:
-        return {column: dict(checks) for column, checks in self.columns.items()}
+        """A deep copy: the operator writes each check's result into its mapping."""
+        return copy.deepcopy({column: dict(checks) for column, checks in self.columns.items()})
 
     def table_checks(self) -> dict[str, dict[str, str]]:
         return {

@@ -63,7 +63,8 @@ class RunOutcome:
 
 
 def latest_run_outcome(dag_id: str, logical_date: date) -> RunOutcome:
-    """Outcome of the newest run of ``dag_id`` whose logical date falls on ``logical_date`` (UTC)."""
+    """Outcome of the most recently created run of ``dag_id`` whose logical date falls on
+    ``logical_date`` (UTC)."""
     from airflow.models import DagRun, TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -75,7 +76,7 @@ def latest_run_outcome(dag_id: str, logical_date: date) -> RunOutcome:
         run = session.scalars(
             select(DagRun)
             .where(DagRun.dag_id == dag_id, DagRun.logical_date >= start, DagRun.logical_date <= end)
-            .order_by(DagRun.run_after.desc(), DagRun.id.desc())
+            .order_by(DagRun.id.desc())
             .limit(1)
         ).first()
         if run is None:

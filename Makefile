@@ -7,7 +7,7 @@ demo:  ## bootstrap the local stack and run every DAG end to end
 test:  ## the whole test suite (what CI runs)
 	bash scripts/test.sh
 
-ui:  ## Airflow UI on http://localhost:8080
+ui:  ## Airflow UI on http://localhost:$${LA_UI_PORT:-8080}
 	bash scripts/ui.sh
 
 down:  ## stop the R services and the PostgreSQL cluster

@@ -36,7 +36,14 @@ exists (`p_source` says which). `S` is written by `fit_survival_churn` and kept.
 * **Schedule**: Mondays 04:00 UTC (13:00 in Seoul, after the local week closed), before
   `fit_bayesian_growth` (04:30). The run date is the local date of the logical date.
 * **Window**: the `KPI_LOOKBACK_WEEKS` complete weeks before the logical date.
-* **Idempotent**: rows of the window are upserted in one transaction.
+* **Idempotent and order-independent**: rows of the window are upserted in one
+  transaction; `built_for` keeps the latest run date that built a row, so reruns,
+  backfills and runs in any order leave identical tables (`updated_at` is the wall
+  clock of the last write and differs).
+* **Backfills**: oldest first, one run at a time (`max_active_runs=1`; P of a week
+  reads the weeks before it). `airflow backfill create` does not read the DAG's limit:
+  pass `--max-active-runs 1` (README, "Backfills"). The build task also runs one
+  instance at a time across runs.
 * SQL: `include/sql/kpi/weekly_kpi.sql`; details in `docs/metrics.md`.
 """
 
@@ -47,6 +54,8 @@ def build_weekly_kpi_dag() -> None:
         execution_timeout=timedelta(minutes=30),
         inlets=catalog.inlets("build_weekly_kpi"),
         outlets=catalog.outlets("build_weekly_kpi"),
+        # Overlapping windows of concurrent runs (a backfill) would contend for the same rows.
+        max_active_tis_per_dag=1,
         doc_md="Rebuilds the window's weeks of `weekly_kpi` (activity, I_t, P) in SQL.",
     )
     def build_kpi() -> int:

@@ -24,6 +24,9 @@ log "loading $STUDENTS synthetic students: $WEEKS weeks before $LOGICAL_DATE and
 python -m learning_analytics.synthetic --students "$STUDENTS" --weeks "$WEEKS" --future-weeks "$FUTURE_WEEKS" \
   --seed 42 --end-date "$LOGICAL_DATE"
 
+# A run counts when Airflow recorded it as done, not when the command exits 0: the run
+# and each of its tasks must have ended success/skipped, and a model run must have
+# fitted (learning_analytics.run_outcome reads the metadata database and says why not).
 run_dag() {
   local dag_id="$1" run_date="$2" conf="$3" logfile="$LOCAL_DIR/logs/demo-$1-$2.log"
   log "airflow dags test $dag_id $run_date $conf (log: $logfile)"
@@ -31,6 +34,12 @@ run_dag() {
     { grep -E "ERROR|Error|error" "$logfile" || tail -n 20 "$logfile"; } | tail -n 20 >&2
     die "$dag_id failed; full log in $logfile"
   fi
+  if ! python -m learning_analytics.run_outcome --dag-id "$dag_id" --logical-date "$run_date" \
+    >>"$logfile" 2>"$logfile.outcome"; then
+    cat "$logfile.outcome" >&2
+    die "$dag_id $run_date exited 0 but did not do its job (above); full log in $logfile"
+  fi
+  rm -f "$logfile.outcome"
 }
 # The metrics job first (over the whole history, as a backfill would), then the
 # models in their scheduled order. None of them reads anything at or after the run date.

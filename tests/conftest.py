@@ -21,6 +21,7 @@ import pytest
 
 from la_testing import PLATFORM_TIMEZONE, TEST_LOGICAL_DATE, DagRunResult, require_env
 from learning_analytics import synthetic
+from learning_analytics.run_outcome import latest_run_outcome
 from learning_analytics.warehouse import apply_migrations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +99,6 @@ def run_dag() -> Callable[..., DagRunResult]:
         log_dir = PROJECT_ROOT / ".local" / "logs" / "dags-test"
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / f"{dag_id}-{logical_date}.log").write_text(output)
-        return DagRunResult(completed.returncode, output)
+        return DagRunResult(completed.returncode, output, latest_run_outcome(dag_id, logical_date))
 
     return run

@@ -13,6 +13,7 @@ from datetime import date
 import psycopg
 import pytest
 
+from learning_analytics.run_outcome import RunOutcome
 from learning_analytics.settings import platform_timezone
 
 #: Logical date the integration tests run the DAGs for (a Monday), and the
@@ -49,7 +50,10 @@ def table_snapshot(conn: psycopg.Connection, table: str) -> list[tuple]:
 class DagRunResult:
     returncode: int
     output: str
+    #: The run as Airflow's metadata database recorded it (state of the run and of
+    #: every task instance), not only the command's exit code.
+    outcome: RunOutcome | None = None
 
     @property
     def succeeded(self) -> bool:
-        return self.returncode == 0
+        return self.returncode == 0 and self.outcome is not None and self.outcome.finished_ok

@@ -37,7 +37,9 @@ from airflow.sdk import PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.definitions.dag import DAG
 
 from learning_analytics import catalog
+from learning_analytics.alerts import failure_notifiers
 from learning_analytics.k8s import FIT_EXECUTOR_CONFIG, WAREHOUSE_EXECUTOR_CONFIG
+from learning_analytics.quality import RUN_DATE_XCOM_KEY, TableGate, gate_tasks, gates_doc
 from learning_analytics.r_service import RServiceHook, RServiceUnavailableError, idempotency_key
 from learning_analytics.settings import ModelSettings, platform_timezone
 from learning_analytics.staging import RunStaging, read_frame, read_json
@@ -68,14 +70,20 @@ def default_task_args() -> dict[str, Any]:
     Retries cover a database failover or a service that stays unreachable; the
     R-service hook also retries connection errors, 429, 502, 503 and 504 within one
     try. Bad input (4xx) and service bugs (500) fail at once, without retries.
+    A task that fails after its last retry alerts through the notifiers ``LA_ALERT_*``
+    turn on (:mod:`learning_analytics.alerts`).
     """
-    return {
+    args: dict[str, Any] = {
         "owner": OWNER,
         "retries": int(os.environ.get("LA_TASK_RETRIES", "2")),
         "retry_delay": timedelta(seconds=float(os.environ.get("LA_RETRY_DELAY_SECONDS", "300"))),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=30),
     }
+    notifiers = failure_notifiers()
+    if notifiers:
+        args["on_failure_callback"] = notifiers
+    return args
 
 
 def standard_dag_args(settings_cls: type[ModelSettings], *, tags: Sequence[str], doc_md: str) -> dict[str, Any]:
@@ -138,6 +146,8 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     #: Seconds a fit job may take: ``fit_shard`` waits this long, the fit task's sensor
     #: gives up after twice this (counted from its first poke, across reschedules).
     fit_timeout_s: ClassVar[float] = 1800.0
+    #: Checks on the rows ``persist`` wrote (:mod:`learning_analytics.quality`).
+    quality_checks: ClassVar[tuple[TableGate, ...]] = ()
 
     @abstractmethod
     def window(self, run_date: date, settings: SettingsT) -> RunWindow:
@@ -279,9 +289,10 @@ def chunk_by_key(frame: pd.DataFrame, key: str, max_keys: int) -> list[pd.DataFr
 
 
 def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
-    """The DAG of ``pipeline``: ``extract >> fit.expand(shards) >> persist``."""
+    """The DAG of ``pipeline``: ``extract >> fit.expand(shards) >> persist >> quality gates``."""
+    doc_md = pipeline.doc_md + gates_doc(pipeline.quality_checks)
 
-    @dag(**standard_dag_args(pipeline.settings_cls, tags=pipeline.tags, doc_md=pipeline.doc_md))
+    @dag(**standard_dag_args(pipeline.settings_cls, tags=pipeline.tags, doc_md=doc_md))
     def model_dag() -> None:
         @task(
             execution_timeout=timedelta(minutes=30),
@@ -349,6 +360,9 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
 
         @task(
             trigger_rule="none_failed",
+            # Concurrent runs (a backfill) persist one at a time: growth and survival
+            # also update weekly_kpi rows that overlapping runs share.
+            max_active_tis_per_dag=1,
             executor_config=WAREHOUSE_EXECUTOR_CONFIG,
             outlets=catalog.outlets(pipeline.settings_cls.dag_id),
             execution_timeout=timedelta(minutes=30),
@@ -363,9 +377,11 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             with Warehouse().transaction() as tx:
                 written = pipeline.persist(tx, results, outcome, run)
             log.info("run %s committed: %s", run.window.run_date, written)
+            context["ti"].xcom_push(key=RUN_DATE_XCOM_KEY, value=run.window.run_date.isoformat())
             return written
 
         shards = extract()
-        persist(fit.expand_kwargs(shards))
+        persisted = persist(fit.expand_kwargs(shards))
+        persisted >> gate_tasks(pipeline.quality_checks)
 
     return model_dag()

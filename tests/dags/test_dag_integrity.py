@@ -80,3 +80,29 @@ def test_an_unknown_time_zone_fails_every_dag_at_parse_time(monkeypatch: pytest.
     assert len(broken.import_errors) == len(list(DAGS_DIR.glob("*.py")))
     for error in broken.import_errors.values():
         assert "LA_TIMEZONE: 'Asia/Seul' is not a known IANA time zone name" in error
+
+
+@pytest.mark.parametrize(
+    "dag_id", ["fit_bayesian_growth", "forecast_prophet", "fit_survival_churn", "cluster_segments"]
+)
+def test_model_dags_gate_the_persisted_rows_and_document_the_gates(dagbag: DagBag, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    gates = [task for task in dag.tasks if task.task_type in ("SQLColumnCheckOperator", "SQLTableCheckOperator")]
+    assert gates, f"{dag_id}: no quality gate"
+    for gate in gates:
+        assert gate.upstream_task_ids == {"persist"}, gate.task_id
+        assert "run_date = " in gate.partition_clause, "gates read only the run's partition"
+    assert "#### Quality gates" in dag.doc_md
+
+
+def test_every_task_alerts_on_failure_when_alerts_are_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from learning_analytics.alerts import EmailFailureNotifier, WebhookFailureNotifier
+    from learning_analytics.pipeline import default_task_args
+
+    monkeypatch.delenv("LA_ALERT_EMAIL_TO", raising=False)
+    monkeypatch.delenv("LA_ALERT_WEBHOOK_CONN_ID", raising=False)
+    assert "on_failure_callback" not in default_task_args(), "alerts are off unless configured"
+    monkeypatch.setenv("LA_ALERT_EMAIL_TO", "oncall@example.test")
+    monkeypatch.setenv("LA_ALERT_WEBHOOK_CONN_ID", "alert_webhook")
+    callbacks = default_task_args()["on_failure_callback"]
+    assert [type(c) for c in callbacks] == [EmailFailureNotifier, WebhookFailureNotifier]

@@ -1,8 +1,11 @@
 """Kubernetes manifests (deploy/k8s, deploy/airflow/externalsecrets.yaml), checked offline.
 
-Built-in kinds are checked field by field against the models of the official
-``kubernetes`` Python client (unknown fields, wrong types and missing required fields
-fail); the External Secrets CRDs structurally. Cross-references are followed: each
+Built-in kinds are validated with ``kubernetes-validate`` (strict: unknown fields fail)
+against the OpenAPI schemas of Kubernetes ``K8S_VERSION``, and field by field against
+the models of the official ``kubernetes`` Python client (missing required fields
+fail); the External Secrets objects against the ``v1`` CRD schemas that External Secrets
+publishes (tests/deploy/schemas/, made strict the way ``kubectl apply``'s server-side
+field validation is). Cross-references are followed: each
 Deployment's token Secret is produced by an ExternalSecret that reads the documented
 GCP secret through the ClusterSecretStore, its model directory is on a ReadWriteMany
 claim, its Service and PodDisruptionBudget select its pods.
@@ -10,10 +13,14 @@ claim, its Service and PodDisruptionBudget select its pods.
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 from kubernetes import client
@@ -22,7 +29,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = PROJECT_ROOT / "deploy" / "k8s"
 AIRFLOW_EXTERNAL_SECRETS = PROJECT_ROOT / "deploy" / "airflow" / "externalsecrets.yaml"
 NAMESPACE = "learning-analytics"
-ESO_API_VERSION = "external-secrets.io/v1beta1"
+#: External Secrets 0.17+ serves only v1 (docs/deployment.md pins the chart).
+ESO_API_VERSION = "external-secrets.io/v1"
+#: Kubernetes version the built-in kinds are validated for (GKE regular channel, 2026).
+K8S_VERSION = "1.33.0"
+SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 #: kind -> (apiVersion, kubernetes client model or None for CRDs, namespaced)
 KINDS: dict[str, tuple[str, str | None, bool]] = {
@@ -32,6 +43,7 @@ KINDS: dict[str, tuple[str, str | None, bool]] = {
     "PersistentVolumeClaim": ("v1", "V1PersistentVolumeClaim", True),
     "PodDisruptionBudget": ("policy/v1", "V1PodDisruptionBudget", True),
     "NetworkPolicy": ("networking.k8s.io/v1", "V1NetworkPolicy", True),
+    "HorizontalPodAutoscaler": ("autoscaling/v2", "V2HorizontalPodAutoscaler", True),
     "ExternalSecret": (ESO_API_VERSION, None, True),
     "ClusterSecretStore": (ESO_API_VERSION, None, False),
 }
@@ -108,8 +120,59 @@ def test_document_is_a_valid_object_of_its_kind(path: Path, doc: dict[str, Any])
     assert _DNS_1123.match(name) and len(name) <= 63, name
     assert ("namespace" in doc["metadata"]) == namespaced, f"{name}: namespace set iff the kind is namespaced"
     if model is not None:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         assert schema_errors(doc, model, doc["kind"]) == []
         assert missing_required_fields(doc, model) is None
+    else:
+        crd_validator(doc["kind"]).validate(doc)
+
+
+def strict_schema(schema: Any) -> Any:
+    """A CRD's OpenAPI schema that rejects unknown fields, as ``kubectl apply`` does
+    (server-side field validation ``Strict``), except where the CRD preserves them."""
+    if isinstance(schema, list):
+        return [strict_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    strict = {key: strict_schema(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        strict["additionalProperties"] = False
+    return strict
+
+
+def crd_validator(kind: str) -> jsonschema.protocols.Validator:
+    """Validator of the published ``v1`` schema of an External Secrets kind."""
+    schema = json.loads((SCHEMA_DIR / f"{kind.lower()}-external-secrets.io-v1.json").read_text())
+    schema = strict_schema(schema)
+    # metadata is validated by the API server, not by the CRD schema.
+    schema["properties"]["metadata"] = {"type": "object"}
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_validators_reject_what_a_current_cluster_rejects() -> None:
+    """Negative controls: the same validators fail on objects a cluster would refuse."""
+    external = next(iter(by_kind("ExternalSecret").values()))
+    typo = copy.deepcopy(external)
+    typo["spec"]["secretStoreRefs"] = typo["spec"].pop("secretStoreRef")
+    assert list(crd_validator("ExternalSecret").iter_errors(typo))
+    wrong_type = copy.deepcopy(external)
+    wrong_type["spec"]["data"][0]["remoteRef"] = "r-brms-internal-token"
+    assert list(crd_validator("ExternalSecret").iter_errors(wrong_type))
+    store = copy.deepcopy(next(iter(by_kind("ClusterSecretStore").values())))
+    store["spec"]["provider"]["gcpsm"]["projectId"] = store["spec"]["provider"]["gcpsm"].pop("projectID")
+    assert list(crd_validator("ClusterSecretStore").iter_errors(store))
+    deployment = copy.deepcopy(next(iter(by_kind("Deployment").values())))
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFileSystem"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    hpa = copy.deepcopy(next(iter(by_kind("HorizontalPodAutoscaler").values())))
+    hpa["apiVersion"] = "autoscaling/v2beta2"  # removed in Kubernetes 1.26
+    with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+        kubernetes_validate.validate(hpa, K8S_VERSION, strict=True)
 
 
 def test_every_manifest_is_listed_in_a_kustomization() -> None:
@@ -236,3 +299,59 @@ def test_network_policy_admits_airflow_on_the_service_port(stack: Any) -> None:
     (rule,) = policy["spec"]["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
     assert rule["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "airflow"}
+
+
+def pod_containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    pod = deployment["spec"]["template"]["spec"]
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def test_every_container_runs_as_non_root_on_a_read_only_root(stack: Any) -> None:
+    for r_service in stack.services:
+        deployment = by_kind("Deployment")[r_service.name]
+        pod = deployment["spec"]["template"]["spec"]
+        for item in pod_containers(deployment):
+            context = {**pod["securityContext"], **item.get("securityContext", {})}
+            where = f"{r_service.name}/{item['name']}"
+            assert context["runAsNonRoot"] is True and context["runAsUser"] != 0, where
+            assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}, where
+            assert context["readOnlyRootFilesystem"] is True, where
+
+
+def test_only_tmp_and_the_model_dir_are_writable(stack: Any, r_image_env: dict[str, dict[str, str]]) -> None:
+    for r_service in stack.services:
+        pod = by_kind("Deployment")[r_service.name]["spec"]["template"]["spec"]
+        main = container(by_kind("Deployment")[r_service.name])
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in main["volumeMounts"]}
+        model_dir = r_image_env[r_service.name]["MODEL_DIR"]
+        assert set(mounts) == {model_dir, "/tmp"}, r_service.name
+        assert "emptyDir" in mounts["/tmp"] and mounts["/tmp"]["emptyDir"].get("sizeLimit"), r_service.name
+        assert env_var(main, "TMPDIR")["value"] == "/tmp", "R's tempdir() must be on the writable volume"
+
+
+def test_each_r_service_scales_with_an_autoscaler_within_its_disruption_budget(stack: Any) -> None:
+    autoscalers = by_kind("HorizontalPodAutoscaler")
+    assert set(autoscalers) == {s.name for s in stack.services}
+    for r_service in stack.services:
+        deployment = by_kind("Deployment")[r_service.name]
+        spec = autoscalers[r_service.name]["spec"]
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": r_service.name}
+        assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
+        # minAvailable 1 of the budget must leave a pod to evict: at least 2 replicas.
+        assert 2 <= spec["minReplicas"] < spec["maxReplicas"] <= 10, r_service.name
+        (metric,) = spec["metrics"]
+        assert metric["resource"]["name"] == "cpu" and 50 <= metric["resource"]["target"]["averageUtilization"] <= 90
+        assert "cpu" in container(deployment)["resources"]["requests"], "CPU utilisation needs a CPU request"
+
+
+def test_shipped_crd_schemas_are_the_served_v1_of_external_secrets() -> None:
+    note = (SCHEMA_DIR / "README.md").read_text()
+    assert "external-secrets/external-secrets" in note and "v2.9.0" in note
+    for kind in ("ExternalSecret", "ClusterSecretStore"):
+        schema = json.loads((SCHEMA_DIR / f"{kind.lower()}-external-secrets.io-v1.json").read_text())
+        assert {"spec", "status", "apiVersion", "kind"} <= set(schema["properties"]), kind
+    guide = (PROJECT_ROOT / "docs" / "deployment.md").read_text()
+    assert re.search(r"external-secrets/external-secrets --version 2\.9\.0", guide), (
+        "chart pinned to the schemas' release"
+    )

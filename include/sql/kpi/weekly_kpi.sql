@@ -6,6 +6,8 @@
 -- A student has a row for every week from the week of their first attempt until
 -- their exam week (inactive weeks included: I_t = 0 is a signal for the models).
 -- Columns written by the models (S, s_run_date) are kept; P is recomputed.
+-- built_for is the latest run date that built a row (order-independent); updated_at is
+-- when it was last written (wall clock: not part of the compared state).
 
 CREATE TEMPORARY TABLE kpi_week ON COMMIT DROP AS
 WITH weeks AS (
@@ -63,7 +65,9 @@ SET n_attempts = EXCLUDED.n_attempts,
     active_days = EXCLUDED.active_days,
     time_spent_s = EXCLUDED.time_spent_s,
     i_t = EXCLUDED.i_t,
-    built_for = EXCLUDED.built_for,
+    -- The latest run date that built the row, whatever order runs come in: reruns,
+    -- backfills and concurrent runs of the same dates leave the same value.
+    built_for = greatest(weekly_kpi.built_for, EXCLUDED.built_for),
     updated_at = EXCLUDED.updated_at;
 
 -- Simple (non-Bayesian) P: least-squares line through the student's weekly accuracy

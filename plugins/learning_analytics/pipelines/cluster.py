@@ -48,6 +48,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from learning_analytics.pipeline import Extracted, ModelPipeline, RunContext, column_table, frame_from_columns
+from learning_analytics.quality import TableGate, not_null, one_row_per
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import ClusterSettings
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction
@@ -452,6 +453,19 @@ class ClusterPipeline(ModelPipeline[ClusterSettings]):
     fit_timeout_s = 900.0
 
     doc_md = DOC_MD
+    quality_checks = (
+        TableGate(
+            "user_segment",
+            columns={"user_id": not_null(), "segment": not_null(), "distance": {"min": {"geq_to": 0.0}}},
+            checks={
+                "one_row_per_student": ("one segment per student", one_row_per("user_id")),
+                "sizes_match_meta": (
+                    "students per run = the sum of `segment_meta.size`",
+                    "count(*) = (SELECT coalesce(sum(size), 0) FROM segment_meta AS m WHERE m.run_date = {run_date})",
+                ),
+            },
+        ),
+    )
 
     def window(self, run_date: date, settings: ClusterSettings) -> RunWindow:
         return weekly_window(run_date, settings.lookback_weeks)

@@ -35,6 +35,7 @@ from learning_analytics.pipeline import (
     column_table,
     frame_from_columns,
 )
+from learning_analytics.quality import TableGate, not_null, one_row_per, probability
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import GrowthSettings
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
@@ -122,6 +123,27 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
     fit_timeout_s = 1800.0
 
     doc_md = DOC_MD
+    quality_checks = (
+        TableGate(
+            "growth_brms_meta",
+            checks={
+                "one_meta_row": ("exactly one meta row for the run", "count(*) = 1"),
+                "diagnostics_passed": (
+                    "status is not `poor_diagnostics` (Rhat/divergences); the rows stay recorded, unused by weekly_kpi",
+                    "status <> 'poor_diagnostics'",
+                ),
+                "users_within_meta": (
+                    "no more per-student rows than `n_users` fitted",
+                    "n_users >= (SELECT count(*) FROM growth_brms_user AS u WHERE u.run_date = {run_date})",
+                ),
+            },
+        ),
+        TableGate(
+            "growth_brms_user",
+            columns={"user_id": not_null(), "p_goal": probability()},
+            checks={"one_row_per_student": ("one row per student", one_row_per("user_id"))},
+        ),
+    )
 
     def window(self, run_date: date, settings: GrowthSettings) -> RunWindow:
         return weekly_window(run_date, settings.lookback_weeks)

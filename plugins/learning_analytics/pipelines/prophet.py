@@ -42,6 +42,7 @@ from learning_analytics.pipeline import (
     column_table,
     frame_from_columns,
 )
+from learning_analytics.quality import TableGate, not_null, one_row_per
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import ProphetSettings
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
@@ -242,6 +243,41 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
 
     shard_label_words = ("chunk", "series")
     doc_md = DOC_MD
+    quality_checks = (
+        TableGate(
+            "prophet_fit_meta",
+            columns={"user_id": not_null(), "status": not_null()},
+            checks={"one_row_per_student": ("one meta row per student (series)", one_row_per("user_id"))},
+        ),
+        TableGate(
+            "prophet_forecast",
+            # I_t is on [0, 100]; a forecast a whole scale outside it is a broken fit (NaN fails too).
+            columns={
+                "user_id": not_null(),
+                "week_start": not_null(),
+                "yhat": {"min": {"geq_to": -100.0}, "max": {"leq_to": 200.0}},
+            },
+            checks={
+                "one_row_per_student_week": ("one forecast per student and week", one_row_per("user_id", "week_start")),
+                "interval_brackets_forecast": (
+                    "`yhat_lower <= yhat <= yhat_upper` where the interval is set",
+                    "bool_and(coalesce(yhat_lower <= yhat AND yhat <= yhat_upper, true))",
+                ),
+                "forecast_students_were_fitted": (
+                    "every forecast student has an `ok` meta row",
+                    "count(DISTINCT user_id) <= (SELECT count(*) FROM prophet_fit_meta AS m"
+                    " WHERE m.run_date = {run_date} AND m.status = 'ok')",
+                ),
+            },
+        ),
+        TableGate(
+            "prophet_anomalies",
+            columns={"user_id": not_null(), "week_start": not_null()},
+            checks={
+                "one_row_per_student_week": ("one anomaly per student and week", one_row_per("user_id", "week_start"))
+            },
+        ),
+    )
 
     def window(self, run_date: date, settings: ProphetSettings) -> RunWindow:
         return weekly_window(run_date, settings.lookback_weeks)

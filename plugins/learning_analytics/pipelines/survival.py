@@ -39,6 +39,7 @@ from learning_analytics.pipeline import (
     column_table,
     frame_from_columns,
 )
+from learning_analytics.quality import TableGate, not_null, one_row_per, probability
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import SurvivalSettings
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
@@ -340,6 +341,24 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
     fit_timeout_s = 600.0
 
     doc_md = DOC_MD
+    quality_checks = (
+        TableGate(
+            "survival_risk",
+            columns={"user_id": not_null(), "p_event": probability()},
+            checks={
+                "one_row_per_student": ("one row per student", one_row_per("user_id")),
+                "students_within_meta": (
+                    "no more rows than the `n` students of the fit's meta row",
+                    "count(*) <= coalesce((SELECT n FROM survival_fit_meta AS m WHERE m.run_date = {run_date}), 0)",
+                ),
+            },
+        ),
+        TableGate(
+            "survival_active_risk",
+            columns={"user_id": not_null(), "p_event": probability()},
+            checks={"one_row_per_student": ("one row per student", one_row_per("user_id"))},
+        ),
+    )
 
     def window(self, run_date: date, settings: SurvivalSettings) -> RunWindow:
         return daily_window(run_date, settings.lookback_days)

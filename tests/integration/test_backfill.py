@@ -1,0 +1,164 @@
+"""A backfill through a real scheduler gives the same table as single runs.
+
+Three weeks of ``build_weekly_kpi``: first as three ``airflow dags test`` runs, oldest
+first, then (table emptied) as ``airflow backfill create --max-active-runs 1`` executed
+by an ``airflow scheduler`` with the LocalExecutor and the ``airflow api-server`` its
+task processes report to, both started here on the test stack. ``weekly_kpi`` must be
+identical row for row except ``updated_at`` (the wall clock of the write). The range
+ends at 23:59 of the last Monday because logical dates are the 04:00 schedule times
+(README, "Backfills"): a bare ``--to-date`` of that Monday would leave its run out,
+which the run count below would catch.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from la_testing import TEST_LOGICAL_DATE, DagRunResult, fetch_all, require_env
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DAG_ID = "build_weekly_kpi"
+MONDAYS = [TEST_LOGICAL_DATE - timedelta(weeks=n) for n in (2, 1, 0)]
+#: Every column except updated_at (wall clock), in a stable order.
+COMPARED = (
+    "user_id, week_start, n_attempts, n_correct, accuracy, active_days, time_spent_s, i_t, p, p_source, s, "
+    "s_run_date, built_for"
+)
+BACKFILL_TIMEOUT_S = 900
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kpi_table(conn: psycopg.Connection) -> list[tuple]:
+    return fetch_all(conn, f"SELECT {COMPARED} FROM weekly_kpi ORDER BY user_id, week_start")
+
+
+def metadata_dsn() -> str:
+    return require_env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN").replace("postgresql+psycopg2://", "postgresql://")
+
+
+@pytest.fixture
+def scheduler_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An api-server and a LocalExecutor scheduler on the test stack, stopped afterwards."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        # Task processes present JWTs the api-server must verify: one secret for both.
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        # Unpausing would also schedule the latest interval (catchup=False): a run of the
+        # last Monday that the backfill would then skip as already there. Only the
+        # backfill's runs here.
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+    }
+    processes = []
+    for component in ("api-server", "scheduler"):
+        log = (tmp_path / f"{component}.log").open("w")
+        command = ["airflow", component] + (["--port", str(port)] if component == "api-server" else [])
+        processes.append(
+            subprocess.Popen(
+                command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        )
+    try:
+        yield env
+    finally:
+        for process in processes:
+            os.killpg(process.pid, 15)
+        for process in processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+        subprocess.run(["airflow", "dags", "pause", DAG_ID], env=env, capture_output=True, check=False)
+
+
+def backfill_runs() -> list[tuple[str, str]]:
+    with psycopg.connect(metadata_dsn()) as conn:
+        return fetch_all(
+            conn,
+            "SELECT run_id, state FROM dag_run WHERE dag_id = %s AND run_type = 'backfill' ORDER BY logical_date",
+            (DAG_ID,),
+        )
+
+
+def test_backfill_through_the_scheduler_equals_single_runs(
+    run_dag: Callable[..., DagRunResult],
+    load_synthetic: Callable[..., object],
+    db: psycopg.Connection,
+    scheduler_env: dict[str, str],
+) -> None:
+    load_synthetic(n_students=60, n_weeks=6)
+    db.execute("DELETE FROM weekly_kpi")
+    for monday in MONDAYS:
+        result = run_dag(DAG_ID, monday)
+        assert result.succeeded, result.output[-3000:]
+    single_runs = kpi_table(db)
+    assert single_runs, "the single runs must have built rows"
+
+    db.execute("DELETE FROM weekly_kpi")
+    with psycopg.connect(metadata_dsn(), autocommit=True) as meta:
+        meta.execute(
+            "DELETE FROM backfill_dag_run WHERE backfill_id IN (SELECT id FROM backfill WHERE dag_id = %s)", (DAG_ID,)
+        )
+        # Runs the scheduler made for these dates (earlier backfills, scheduled runs) would
+        # make the backfill skip them (default reprocess behaviour: none).
+        meta.execute("DELETE FROM dag_run WHERE dag_id = %s AND run_type IN ('backfill', 'scheduled')", (DAG_ID,))
+        meta.execute("DELETE FROM backfill WHERE dag_id = %s", (DAG_ID,))
+    subprocess.run(["airflow", "dags", "unpause", DAG_ID], env=scheduler_env, check=True, capture_output=True)
+    created = subprocess.run(
+        [
+            "airflow",
+            "backfill",
+            "create",
+            "--dag-id",
+            DAG_ID,
+            "--from-date",
+            MONDAYS[0].isoformat(),
+            "--to-date",
+            f"{MONDAYS[-1].isoformat()}T23:59",
+            "--max-active-runs",
+            "1",
+        ],  # fmt: skip
+        env=scheduler_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-2000:]
+
+    deadline = time.monotonic() + BACKFILL_TIMEOUT_S
+    runs = backfill_runs()
+    while time.monotonic() < deadline and (len(runs) < 3 or any(s not in ("success", "failed") for _, s in runs)):
+        time.sleep(5)
+        runs = backfill_runs()
+    assert [run_id for run_id, _ in runs] == [f"backfill__{monday}T04:00:00+00:00" for monday in MONDAYS]
+    assert [state for _, state in runs] == ["success"] * 3, runs
+    with psycopg.connect(metadata_dsn()) as meta:
+        task_states = fetch_all(
+            meta,
+            "SELECT run_id, task_id, state FROM task_instance WHERE dag_id = %s AND run_id LIKE 'backfill__%%'",
+            (DAG_ID,),
+        )
+    assert sorted(state for _, _, state in task_states) == ["success"] * 3, task_states
+
+    assert kpi_table(db) == single_runs

@@ -264,17 +264,20 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
                     "bool_and(coalesce(yhat_lower <= yhat AND yhat <= yhat_upper, true))",
                 ),
                 "forecast_students_were_fitted": (
-                    "every forecast student has an `ok` meta row",
+                    "every forecast student has a `fitted` meta row",
                     "count(DISTINCT user_id) <= (SELECT count(*) FROM prophet_fit_meta AS m"
-                    " WHERE m.run_date = {run_date} AND m.status = 'ok')",
+                    " WHERE m.run_date = {run_date} AND m.status = 'fitted')",
                 ),
             },
         ),
         TableGate(
             "prophet_anomalies",
-            columns={"user_id": not_null(), "week_start": not_null()},
+            columns={"user_id": not_null(), "week_start": not_null(), "series": not_null()},
             checks={
-                "one_row_per_student_week": ("one anomaly per student and week", one_row_per("user_id", "week_start"))
+                "one_row_per_student_week_series": (
+                    "one anomaly per student, week and series",
+                    one_row_per("user_id", "week_start", "series"),
+                )
             },
         ),
     )

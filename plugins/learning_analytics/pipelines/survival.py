@@ -346,9 +346,12 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
             "survival_risk",
             columns={"user_id": not_null(), "p_event": probability()},
             checks={
-                "one_row_per_student": ("one row per student", one_row_per("user_id")),
-                "students_within_meta": (
-                    "no more rows than the `n` students of the fit's meta row",
+                "one_row_per_student_landmark": (
+                    "one row per student and landmark",
+                    one_row_per("user_id", "landmark_day"),
+                ),
+                "rows_within_meta": (
+                    "no more rows than the `n` landmark rows of the fit's meta row",
                     "count(*) <= coalesce((SELECT n FROM survival_fit_meta AS m WHERE m.run_date = {run_date}), 0)",
                 ),
             },

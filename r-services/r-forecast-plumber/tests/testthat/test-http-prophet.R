@@ -218,11 +218,14 @@ test_that("bad prophet inputs are 400s naming the field", {
   nan_y <- weekly_body()
   nan_y$series$y <- as.list(nan_y$series$y)
   nan_y$series$y[[3]] <- "NaN"
-  expect_http_error(post_fit(nan_y), 400L, "series.y: values must be numbers or null, not NaN (row 3)")
+  # JSON has no NaN: a client's "NaN" arrives as a string, refused by the shared validator.
+  expect_http_error(post_fit(nan_y), 400L, "series.y: values must all be numbers (row 3 is string \"NaN\")")
   nan_activity <- student_body(list(busy_weeks()))
   nan_activity$series$activity <- as.list(nan_activity$series$activity)
   nan_activity$series$activity[[2]] <- "NaN"
-  expect_http_error(post_fit(nan_activity), 400L, "series.activity: values must be numbers or null, not NaN (row 2)")
+  expect_http_error(
+    post_fit(nan_activity), 400L, "series.activity: values must all be numbers (row 2 is string \"NaN\")"
+  )
   negative <- student_body(list(busy_weeks()))
   negative$series$activity[4] <- -1
   expect_http_error(post_fit(negative), 400L, "series.activity: values must be within [0, Inf] (row 4 is -1)")

@@ -58,6 +58,9 @@ DAG_RUNS: dict[str, dict[str, Any]] = {
         "LOOKBACK_WEEKS": 8,
         "BRMS_ITER": 200,
         "BRMS_CHAINS": 1,
+        # Lenient diagnostics: a short chain must not fail the quality gate here.
+        "BRMS_MAX_RHAT": 1.5,
+        "BRMS_ADAPT_DELTA": 0.99,
         "METRICS_USE_BAYESIAN": True,
     },
     "forecast_prophet": {"PROPHET_LOOKBACK_WEEKS": 8},

@@ -39,7 +39,8 @@ CASES: dict[str, tuple[Any, dict[str, Any], tuple[str, ...], tuple[str, str, str
     "build_weekly_kpi": (T, {"KPI_LOOKBACK_WEEKS": 2}, ("weekly_kpi",), ("weekly_kpi", "UPDATE OF p", "true")),
     "fit_bayesian_growth": (
         T,
-        {"LOOKBACK_WEEKS": 6, "BRMS_ITER": 300, "BRMS_CHAINS": 1},
+        # Lenient diagnostics: a small fit must not fail its quality gate here.
+        {"LOOKBACK_WEEKS": 6, "BRMS_ITER": 300, "BRMS_CHAINS": 1, "BRMS_MAX_RHAT": 1.5, "BRMS_ADAPT_DELTA": 0.99},
         ("growth_brms_meta", "growth_brms_user", "weekly_kpi"),
         ("growth_brms_user", "INSERT", "true"),
     ),

@@ -66,7 +66,19 @@ MODEL_TABLES = (
 #: its ids to the earlier run).
 MODEL_RUN_GROUPS = (
     (
-        ("fit_bayesian_growth", T, {"LOOKBACK_WEEKS": 6, "BRMS_ITER": 400, "BRMS_CHAINS": 1, "GOAL_HORIZON_WEEKS": 4}),
+        (
+            "fit_bayesian_growth",
+            T,
+            # Lenient diagnostics: a small fit must not fail its quality gate here.
+            {
+                "LOOKBACK_WEEKS": 6,
+                "BRMS_ITER": 400,
+                "BRMS_CHAINS": 1,
+                "GOAL_HORIZON_WEEKS": 4,
+                "BRMS_MAX_RHAT": 1.5,
+                "BRMS_ADAPT_DELTA": 0.99,
+            },
+        ),
         ("forecast_prophet", T, {}),
         ("cluster_segments", T - timedelta(weeks=2), {}),
     ),

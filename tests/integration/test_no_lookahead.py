@@ -92,13 +92,15 @@ def cutoff(logical_date: Any, timezone: str) -> datetime:
 
 
 def warehouse_tables(conn: psycopg.Connection) -> list[str]:
-    """Every table the DAGs may write: all of the public schema but the loaded source and truth tables."""
+    """Every table the DAGs may write: all of the public schema but the loaded source and
+    truth tables and the configuration."""
     rows = fetch_all(
         conn,
         "SELECT table_name FROM information_schema.tables"
         " WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name",
     )
-    skipped = {*synthetic.LOADED_TABLES, "schema_migrations"}
+    # The platform's clock is configuration (set by migrate), not output.
+    skipped = {*synthetic.LOADED_TABLES, "schema_migrations", "platform_clock"}
     return [name for (name,) in rows if name not in skipped]
 
 

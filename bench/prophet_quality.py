@@ -109,7 +109,7 @@ def fit(settings: ProphetSettings) -> tuple[list[dict[str, Any]], float]:
 
 
 def flags_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = [pd.DataFrame(result["response"]["anomalies"]) for result in results]
+    rows = [pd.DataFrame(result["fit"]["anomalies"]) for result in results]
     flags = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     flags = flags.rename(columns={"series_id": "user_id", "ds": "week_start"})
     flags["user_id"] = flags["user_id"].astype("int64")
@@ -120,7 +120,7 @@ def flags_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
 def statuses(results: list[dict[str, Any]]) -> dict[int, str]:
     out: dict[int, str] = {}
     for result in results:
-        response = result["response"]
+        response = result["fit"]
         for fit_ in response["fits"]:
             out[int(fit_["series_id"])] = fit_["status"]
         failures = response.get("failures") or {}
@@ -228,7 +228,7 @@ def ceiling(data: SeedData) -> dict[str, float]:
 
 
 def forecast_accuracy(data: SeedData, results: list[dict[str, Any]], status: dict[int, str]) -> dict[str, float]:
-    forecast = pd.concat([pd.DataFrame(result["response"]["forecast"]) for result in results], ignore_index=True)
+    forecast = pd.concat([pd.DataFrame(result["fit"]["forecast"]) for result in results], ignore_index=True)
     forecast = forecast.rename(columns={"series_id": "user_id", "ds": "week_start"})
     forecast["user_id"] = forecast["user_id"].astype("int64")
     forecast["week_start"] = pd.to_datetime(forecast["week_start"]).dt.date

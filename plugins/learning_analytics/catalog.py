@@ -67,7 +67,7 @@ DAGS: dict[str, DagCatalog] = {
     "cluster_segments": DagCatalog(
         description="Behavioural segments (k-means) with ids stable across runs.",
         reads=("features_topic_daily", "topics", "weekly_kpi", "segment_meta"),
-        writes=("user_segment", "segment_meta"),
+        writes=("cluster_run_meta", "user_segment", "segment_meta"),
     ),
     "evaluate_models": DagCatalog(
         description="Scoreboard: every model's stored predictions scored on what happened, vs baselines.",

@@ -18,11 +18,13 @@ from learning_analytics.pipelines.cluster import (
     fit_payload,
     match_segments,
     min_active_weeks,
+    run_meta_row,
     segment_profile,
     segment_tables,
     select_students,
     standardise,
 )
+from learning_analytics.pipeline import RunContext
 from learning_analytics.settings import ClusterSettings
 from learning_analytics.windows import weekly_window
 
@@ -258,3 +260,20 @@ def test_previous_run_survives_the_trip_through_xcom() -> None:
     assert restored is not None and restored.run_date == date(2026, 11, 9)
     pd.testing.assert_frame_equal(restored.centres, previous.centres)
     assert PreviousRun.from_rows(rows.iloc[:0]) is None and PreviousRun.from_json(None) is None
+
+
+def test_run_meta_row_records_a_skipped_run_and_a_fitted_one() -> None:
+    """Every run leaves one cluster_run_meta row: a skipped one its reason, a fit its k."""
+    run = RunContext(
+        window=weekly_window(date(2026, 11, 23), 12),
+        settings=ClusterSettings.from_params({}),
+        dag_id="cluster_segments",
+        run_id="test",
+    )
+    summary = {"n_students": 5, "features": ["accuracy_mean"], "min_active_weeks": 6, "previous_run": {"x": 1}}
+    skipped = run_meta_row(None, {"skip_reason": "5 students", "summary": summary}, run)
+    assert skipped["status"] == "skipped" and skipped["message"] == "5 students" and skipped["n_users"] == 0
+    assert "previous_run" not in skipped["sizes"] and '"n_students": 5' in skipped["sizes"]
+    fitted = run_meta_row(fit_answer(), {"skip_reason": None, "summary": summary}, run)
+    assert fitted["status"] == "ok" and fitted["message"] is None
+    assert (fitted["k"], fitted["n_users"], fitted["model_id"]) == (3, 6, "cluster-test")

@@ -88,7 +88,7 @@ def service_answer(**overrides: Any) -> dict[str, Any]:
 
 
 def chunk_result(answer: dict[str, Any], series_id: list[int]) -> dict[str, Any]:
-    return {"chunk": 0, "series_id": series_id, "response": answer}
+    return {"shard": 0, "series_id": series_id, "fit": answer}
 
 
 def test_dag_file_builds_the_forecast_dag_with_the_spec_schedule_and_settings() -> None:

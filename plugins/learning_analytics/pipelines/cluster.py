@@ -51,7 +51,7 @@ from learning_analytics.pipeline import Extracted, ModelPipeline, RunContext, co
 from learning_analytics.quality import TableGate, not_null, one_row_per
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import ClusterSettings
-from learning_analytics.warehouse import Warehouse, WarehouseTransaction
+from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
 from learning_analytics.windows import RunWindow, weekly_window
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,10 @@ PROFILE_MAX_TERMS = 3
 #: Profile of a centre close to the mean on every feature.
 AVERAGE_PROFILE = "close to the population average"
 
+RUN_META_COLUMNS = [
+    "run_date", "status", "message", "window_start", "window_end", "settings", "sizes", "k", "method",
+    "silhouette", "n_users", "model_id",
+]  # fmt: skip
 USER_SEGMENT_COLUMNS = ["run_date", "user_id", "segment", "distance"]
 SEGMENT_META_COLUMNS = [
     "run_date", "segment", "size", "center", "profile", "k", "method", "silhouette", "model_id", "settings",
@@ -156,6 +160,9 @@ standardised by the service) and writes, keyed by the run's logical date (`run_d
 
 * **`user_segment`**: each clustered student's `segment` and `distance` to its centre
   (Euclidean, in standardised units);
+* **`cluster_run_meta`**: one row per run: `status` (`ok`, or `skipped` with the reason in
+  `message`), window, settings, `sizes` (who was clustered, who was left out and why),
+  `k`, `method`, `silhouette`, `n_users`, `model_id`;
 * **`segment_meta`**: per segment its `size`, `center` (original units) and `center_z`
   (population SDs from the mean), a short `profile` (e.g. "high accuracy, infrequent
   study"), the run's `k`, `method`, `silhouette` (on a sample), `k_selection`,
@@ -172,7 +179,8 @@ a week is *active* with at least one attempt; SQL `include/sql/cluster/student_f
 **Who is clustered**: students with attempts in at least half the window's weeks (at
 least {MIN_ACTIVE_WEEKS_FLOOR}); students missing a feature are left out (logged); a
 feature with one value for everyone is dropped. Everyone is fitted in one request. Fewer
-than {MIN_STUDENTS} students: the run is skipped and writes no segments for its date.
+than {MIN_STUDENTS} students: the run is skipped, writes no segments for its date and
+records the reason in `cluster_run_meta`.
 
 **Settings**: `CLUSTER_METHOD` (`kmeans`, `pam`, `clara`), `CLUSTER_N_CLUSTERS` (empty:
 k with the best silhouette in `CLUSTER_K_MIN`..`CLUSTER_K_MAX`), `CLUSTER_SEED`.
@@ -185,7 +193,7 @@ and does not renumber later runs.
 
 **Upstream**: `build_weekly_kpi` and `build_features_topic_daily` must have covered the
 window; the run fails (and is retried) when no student has topic features.
-**Idempotent**: a rerun of the same logical date replaces both tables' rows of that date
+**Idempotent**: a rerun of the same logical date replaces the three tables' rows of that date
 in one transaction (ids are matched to the same earlier run, so they do not change).
 **On failure**: nothing is written. A stopped service is retried by the hook and the
 task; a 400 (e.g. `CLUSTER_N_CLUSTERS` larger than the number of students) names the
@@ -442,6 +450,39 @@ def segment_tables(
     return SegmentTables(user_segment=user_segment, segment_meta=segment_meta, matches=matches)
 
 
+def run_settings(run: RunContext[ClusterSettings], summary: Mapping[str, Any], features: Sequence[str]) -> dict[str, Any]:
+    """What a run used, for ``cluster_run_meta.settings`` and ``segment_meta.settings``."""
+    return {**run.settings.as_dict(), "min_active_weeks": summary.get("min_active_weeks"), "features": list(features)}
+
+
+def run_meta_row(
+    answer: Mapping[str, Any] | None, extracted: Mapping[str, Any], run: RunContext[ClusterSettings]
+) -> dict[str, Any]:
+    """The run's ``cluster_run_meta`` row (``skipped`` without a model when ``answer`` is None)."""
+    summary = dict(extracted.get("summary") or {})
+    # The previous run's centres travel in the summary for persist; they are not a size.
+    sizes = {name: value for name, value in summary.items() if name != "previous_run"}
+    row: dict[str, Any] = {
+        "run_date": run.window.run_date,
+        "window_start": run.window.start,
+        "window_end": run.window.end,
+        "settings": to_json(run_settings(run, summary, summary.get("features") or [])),
+        "sizes": to_json(sizes),
+    }
+    if answer is None:
+        return {**row, "status": "skipped", "message": extracted.get("skip_reason"), "n_users": 0}
+    return {
+        **row,
+        "status": "ok",
+        "message": None,
+        "k": int(answer["k"]),
+        "method": answer["method"],
+        "silhouette": answer.get("silhouette"),
+        "n_users": len(answer["assignments"]["user_id"]),
+        "model_id": answer["model_id"],
+    }
+
+
 class ClusterPipeline(ModelPipeline[ClusterSettings]):
     """extract per-student features -> fit segments (one request) -> user_segment, segment_meta."""
 
@@ -504,22 +545,21 @@ class ClusterPipeline(ModelPipeline[ClusterSettings]):
         shard_index: int,
         run: RunContext[ClusterSettings],
     ) -> dict[str, Any]:
-        features, answer = shard_features(shard), fit
-        assigned = set(map(int, answer["assignments"]["user_id"]))
+        assigned = set(map(int, fit["assignments"]["user_id"]))
         if assigned != set(map(int, shard["user_id"])):
             raise RuntimeError(
-                f"the service assigned {len(assigned)} students, {len(shard)} were sent (model {answer['model_id']})"
+                f"the service assigned {len(assigned)} students, {len(shard)} were sent (model {fit['model_id']})"
             )
         log.info(
             "%s students: k=%s (%s), silhouette %.3f, sizes %s, model %s",
             len(shard),
-            answer["k"],
+            fit["k"],
             "automatic" if run.settings.n_clusters_or_auto is None else "fixed",
-            answer["silhouette"],
-            answer["sizes"],
-            answer["model_id"],
+            fit["silhouette"],
+            fit["sizes"],
+            fit["model_id"],
         )
-        return {"features": features, "response": answer}
+        return {"shard": shard_index, "features": shard_features(shard), "fit": fit}
 
     def persist(
         self,
@@ -529,38 +569,43 @@ class ClusterPipeline(ModelPipeline[ClusterSettings]):
         run: RunContext[ClusterSettings],
     ) -> dict[str, Any]:
         key = {"run_date": run.window.run_date}
-        if extracted.get("skip_reason"):
-            # The date has no segments: drop what an earlier run of it wrote.
-            log.warning("no segments for %s: %s", run.window.run_date, extracted["skip_reason"])
-            return {
-                "skipped": extracted["skip_reason"],
-                "user_segment_deleted": tx.delete_partition("user_segment", key),
-                "segment_meta_deleted": tx.delete_partition("segment_meta", key),
-            }
-        if len(results) != 1:
-            raise RuntimeError(f"expected one fit of the whole population, got {len(results)}")
-        (result,) = results
         summary = extracted.get("summary") or {}
-        settings_json = {
-            **run.settings.as_dict(),
-            "min_active_weeks": summary.get("min_active_weeks"),
-            "features": result["features"],
-        }
-        tables = segment_tables(
-            result["response"],
-            result["features"],
-            PreviousRun.from_json(summary.get("previous_run")),
-            run.window,
-            settings_json,
-        )
+        if extracted.get("skip_reason"):
+            # The date has no segments: an earlier run's rows of it are replaced by none.
+            log.warning("no segments for %s: %s", run.window.run_date, extracted["skip_reason"])
+            tables = SegmentTables(
+                user_segment=pd.DataFrame(columns=USER_SEGMENT_COLUMNS),
+                segment_meta=pd.DataFrame(columns=SEGMENT_META_COLUMNS),
+                matches=[],
+            )
+            answer = None
+        else:
+            if len(results) != 1:
+                raise RuntimeError(f"expected one fit of the whole population, got {len(results)}")
+            (result,) = results
+            answer = result["fit"]
+            tables = segment_tables(
+                answer,
+                result["features"],
+                PreviousRun.from_json(summary.get("previous_run")),
+                run.window,
+                run_settings(run, summary, result["features"]),
+            )
         renumbered = {match.fit_segment: match.segment for match in tables.matches}
-        log.info("segment ids (fit -> stable): %s", renumbered)
+        if renumbered:
+            log.info("segment ids (fit -> stable): %s", renumbered)
         for row in tables.segment_meta.itertuples():
             log.info("segment %s: %s students, %s", row.segment, row.size, row.profile)
-        return {
+        meta = run_meta_row(answer, extracted, run)
+        written = {
+            "cluster_run_meta": tx.replace_partition("cluster_run_meta", pd.DataFrame([meta]), key, ["run_date"]),
             "user_segment": tx.replace_partition("user_segment", tables.user_segment, key, ["run_date", "user_id"]),
             "segment_meta": tx.replace_partition("segment_meta", tables.segment_meta, key, ["run_date", "segment"]),
-            "k": int(result["response"]["k"]),
-            "silhouette": result["response"]["silhouette"],
+        }
+        log.info("cluster run %s: status %s, %s", run.window.run_date, meta["status"], written)
+        return {
+            "status": meta["status"],
+            **written,
+            "k": meta.get("k"),
             "segment_ids": {str(fit): stable for fit, stable in renumbered.items()},
         }

@@ -139,7 +139,7 @@ def fit_meta_rows(results: Sequence[dict[str, Any]], run_date: date, settings_js
     """
     rows: list[dict[str, Any]] = []
     for result in results:
-        response = result["response"]
+        response = result["fit"]
         model_id = response["model_id"]
         answered: set[int] = set()
         for fit in response["fits"]:
@@ -191,7 +191,7 @@ def _series_table_rows(
     text_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Rows of one column-oriented series table (``forecast``/``anomalies``) of every chunk."""
-    frames = [frame_from_columns(result["response"][table]) for result in results]
+    frames = [frame_from_columns(result["fit"][table]) for result in results]
     frames = [frame for frame in frames if not frame.empty]
     if not frames:
         return pd.DataFrame(columns=columns)
@@ -222,7 +222,7 @@ def forecast_rows(results: Sequence[dict[str, Any]], run_date: date) -> pd.DataF
 
 def run_settings(run: RunContext[ProphetSettings], results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """What a run used, for ``prophet_fit_meta.settings``: DAG settings, window, service settings."""
-    service_settings = next((result["response"].get("settings") for result in results), None)
+    service_settings = next((result["fit"].get("settings") for result in results), None)
     return {
         **run.settings.as_dict(),
         "window_start": run.window.start.isoformat(),
@@ -328,9 +328,9 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
             response.get("elapsed_s", float("nan")),
         )
         return {
-            "chunk": shard_index,
+            "shard": shard_index,
             "series_id": sorted(int(user_id) for user_id in shard["user_id"].unique()),
-            "response": response,
+            "fit": response,
         }
 
     def persist(
@@ -365,9 +365,10 @@ class ProphetPipeline(ModelPipeline[ProphetSettings]):
                 "prophet_forecast", forecasts, key, ["run_date", "user_id", "week_start"]
             ),
         }
+        written["prophet_fit_meta"] = n_too_little_activity + len(meta)
         statuses = Counter(meta["status"]) + Counter({"skipped": n_too_little_activity})
-        summary = {"n_chunks": len(results), "series": dict(statuses), **written}
         if statuses["failed"]:
             log.warning("%s series could not be fitted; see prophet_fit_meta.reason", statuses["failed"])
-        log.info("prophet run %s: %s", window.run_date, summary)
-        return summary
+        status = "skipped" if extracted.get("skip_reason") else "ok"
+        log.info("prophet run %s: status %s, series %s, %s", window.run_date, status, dict(statuses), written)
+        return {"status": status, **written, "n_shards": len(results), "series": dict(statuses)}

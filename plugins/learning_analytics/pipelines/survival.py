@@ -419,6 +419,7 @@ class SurvivalPipeline(ModelPipeline[SurvivalSettings]):
         # days_idle is one of the covariates.
         day_columns = ["user_id", "status", "last_active_day", *COVARIATES]
         return {
+            "shard": shard_index,
             "fit_rows": column_table(
                 fitted[["user_id", "landmark_day", "days_idle", "time_days", "event"]].astype(
                     {"event": "int64", "days_idle": "int64"}

@@ -24,7 +24,6 @@ call its R service, what to write); :func:`build_model_dag` turns it into a DAG:
 from __future__ import annotations
 
 import logging
-import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from learning_analytics.quality import RUN_DATE_XCOM_KEY, TableGate, gate_tasks,
 from learning_analytics.r_service import RServiceHook, RServiceUnavailableError, idempotency_key
 from learning_analytics.settings import ModelSettings, platform_timezone
 from learning_analytics.staging import RunStaging, read_frame, read_json
+from learning_analytics.values import none_if_missing
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction
 from learning_analytics.windows import RunWindow, run_date_from_context
 
@@ -251,7 +251,7 @@ class ModelPipeline(ABC, Generic[SettingsT]):
 
 
 def column_table(frame: pd.DataFrame) -> dict[str, list[Any]]:
-    """A frame as the services' column-oriented JSON table (NaN -> null, dates ISO)."""
+    """A frame as the services' column-oriented JSON table (missing -> null, dates ISO)."""
     table: dict[str, list[Any]] = {}
     for name in frame.columns:
         column = frame[name]
@@ -259,11 +259,9 @@ def column_table(frame: pd.DataFrame) -> dict[str, list[Any]]:
             values = [None if pd.isna(value) else value.date().isoformat() for value in column]
         else:
             values = [
-                None if value is None or (isinstance(value, float) and math.isnan(value))
-                else value.isoformat() if isinstance(value, date)
-                else value
-                for value in column.astype(object).tolist()
-            ]  # fmt: skip
+                value.isoformat() if isinstance(value, date) else value
+                for value in map(none_if_missing, column.astype(object).tolist())
+            ]
         table[str(name)] = values
     return table
 

@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -40,6 +39,7 @@ from psycopg import sql
 
 from learning_analytics.paths import MIGRATIONS_DIR, read_sql
 from learning_analytics.settings import TIMEZONE_ENV, platform_timezone
+from learning_analytics.values import none_if_missing
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +115,8 @@ def _describe(conn: psycopg.Connection, statement: str | sql.Composable) -> str:
 
 
 def _cell(value: Any) -> Any:
-    """One frame cell as a value psycopg can COPY: NaN/NaT/None -> NULL, dict -> JSON."""
-    if value is None or value is pd.NaT:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    """One frame cell as a value psycopg can COPY: missing -> NULL (:func:`none_if_missing`), dict -> JSON."""
+    value = none_if_missing(value)
     if isinstance(value, dict):
         return json.dumps(value)
     if isinstance(value, pd.Timestamp):

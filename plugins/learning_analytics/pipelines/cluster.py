@@ -450,7 +450,9 @@ def segment_tables(
     return SegmentTables(user_segment=user_segment, segment_meta=segment_meta, matches=matches)
 
 
-def run_settings(run: RunContext[ClusterSettings], summary: Mapping[str, Any], features: Sequence[str]) -> dict[str, Any]:
+def run_settings(
+    run: RunContext[ClusterSettings], summary: Mapping[str, Any], features: Sequence[str]
+) -> dict[str, Any]:
     """What a run used, for ``cluster_run_meta.settings`` and ``segment_meta.settings``."""
     return {**run.settings.as_dict(), "min_active_weeks": summary.get("min_active_weeks"), "features": list(features)}
 

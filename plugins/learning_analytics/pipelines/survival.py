@@ -42,6 +42,7 @@ from learning_analytics.pipeline import (
 from learning_analytics.quality import TableGate, not_null, one_row_per, probability
 from learning_analytics.r_service import RServiceHook
 from learning_analytics.settings import SurvivalSettings
+from learning_analytics.values import none_if_missing
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
 from learning_analytics.windows import RunWindow, daily_window, week_start
 
@@ -225,8 +226,10 @@ def risk_rows(result: dict[str, Any], run_date: date) -> pd.DataFrame:
 
 def covariate_records(rows: pd.DataFrame) -> list[dict[str, float | None]]:
     """Each row's covariates as sent (missing as ``None``: churned students may have none)."""
-    values = rows[list(COVARIATES)].astype(object)
-    return values.where(values.notna(), None).to_dict(orient="records")
+    return [
+        {name: none_if_missing(value) for name, value in record.items()}
+        for record in rows[list(COVARIATES)].astype(object).to_dict(orient="records")
+    ]
 
 
 def active_risk_rows(result: dict[str, Any], run_date: date) -> pd.DataFrame:

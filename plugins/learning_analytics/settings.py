@@ -292,7 +292,9 @@ class GrowthSettings(ModelSettings):
         "BRMS_MIN_WEEKS", 4, "Skip the fit when fewer distinct weeks have data.", minimum=2, maximum=104
     )
     goal_horizon_weeks: int = _goal_horizon_weeks()
-    seed: int = setting("BRMS_SEED", 1, "Sampler seed (per shard: seed + shard index).", minimum=0)
+    seed: int = setting(
+        "BRMS_SEED", 1, "Sampler seed (per shard: seed + shard index).", minimum=0, maximum=1_000_000_000
+    )
 
 
 @dataclass(frozen=True)
@@ -305,12 +307,13 @@ class ProphetSettings(ModelSettings):
     lookback_weeks: int = setting(
         "PROPHET_LOOKBACK_WEEKS", 12, "Complete weeks of I_t history before the logical date.", minimum=4, maximum=520
     )
-    forecast_weeks: int = setting("PROPHET_FORECAST_WEEKS", 4, "Weeks forecast ahead.", minimum=1, maximum=52)
+    forecast_weeks: int = setting("PROPHET_FORECAST_WEEKS", 4, "Weeks forecast ahead.", minimum=1, maximum=104)
     anomaly_threshold: float = setting(
         "PROPHET_ANOMALY_THRESHOLD",
         2.5,
         "A week is anomalous when its score (z scale, |y - yhat| / sigma) exceeds this.",
         minimum=0.1,
+        maximum=100.0,
     )
     chunk_size: int = setting(
         "PROPHET_CHUNK_SIZE", 500, "Series per request; chunks are fitted as mapped tasks.", minimum=1, maximum=100000
@@ -354,12 +357,16 @@ class ClusterSettings(ModelSettings):
         "CLUSTER_LOOKBACK_WEEKS", 12, "Complete weeks of features before the logical date.", minimum=2, maximum=520
     )
     n_clusters: str = setting(
-        "CLUSTER_N_CLUSTERS", "", "Number of segments; empty = chosen automatically in k_range.", optional_int=True
+        "CLUSTER_N_CLUSTERS",
+        "",
+        "Number of segments; empty = chosen automatically in k_range.",
+        minimum=2,
+        optional_int=True,
     )
     method: str = setting("CLUSTER_METHOD", "kmeans", "Clustering method.", choices=("kmeans", "pam", "clara"))
     k_min: int = setting("CLUSTER_K_MIN", 2, "Smallest k tried when choosing automatically.", minimum=2)
     k_max: int = setting("CLUSTER_K_MAX", 8, "Largest k tried when choosing automatically.", minimum=2)
-    seed: int = setting("CLUSTER_SEED", 1, "Random seed (same data, same segments).", minimum=0)
+    seed: int = setting("CLUSTER_SEED", 1, "Random seed (same data, same segments).", minimum=0, maximum=2147483647)
 
     @property
     def n_clusters_or_auto(self) -> int | None:

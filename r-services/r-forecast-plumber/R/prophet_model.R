@@ -90,6 +90,7 @@ prophet_settings <- function(env = Sys.getenv()) {
     # Share of the range added at both ends before the logit (see model_scale()):
     # 10% keeps the scale nearly linear over the usual range of I_t.
     range_margin = 0.1,
+    # The contract's limit (schemas.json: forecast_weeks, weeks); PROPHET_FORECAST_WEEKS stays inside it.
     max_forecast_weeks = 104L
   )
 }

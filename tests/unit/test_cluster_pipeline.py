@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from learning_analytics.paths import SQL_DIR
+from learning_analytics.pipeline import RunContext
 from learning_analytics.pipelines.cluster import (
     AVERAGE_PROFILE,
     FEATURE_NAMES,
+    STUDENT_COLUMNS,
     FeaturesNotReadyError,
     PreviousRun,
     SegmentMatch,
@@ -24,7 +28,6 @@ from learning_analytics.pipelines.cluster import (
     select_students,
     standardise,
 )
-from learning_analytics.pipeline import RunContext
 from learning_analytics.settings import ClusterSettings
 from learning_analytics.windows import weekly_window
 
@@ -277,3 +280,12 @@ def test_run_meta_row_records_a_skipped_run_and_a_fitted_one() -> None:
     fitted = run_meta_row(fit_answer(), {"skip_reason": None, "summary": summary}, run)
     assert fitted["status"] == "ok" and fitted["message"] is None
     assert (fitted["k"], fitted["n_users"], fitted["model_id"]) == (3, 6, "cluster-test")
+
+
+def test_the_features_are_the_columns_of_the_sql_each_with_its_words() -> None:
+    """The SQL's output columns are the feature list; every one has a meaning and profile
+    words in FEATURES, in the same order (a column added on one side only fails here)."""
+    text = (SQL_DIR / "cluster" / "student_features.sql").read_text()
+    final_select = text[text.rindex("\nSELECT ") : text.rindex("\nFROM ")]
+    columns = [re.split(r"[.\s]", item.strip())[-1] for item in final_select.removeprefix("\nSELECT ").split(",\n")]
+    assert tuple(columns) == (*STUDENT_COLUMNS, *FEATURE_NAMES)

@@ -2,7 +2,9 @@
 
 Features (one row per student over the ``CLUSTER_LOOKBACK_WEEKS`` complete weeks before
 the logical date, aggregated in SQL by ``include/sql/cluster/student_features.sql``
-from ``weekly_kpi`` and ``features_topic_daily``) are listed in :data:`FEATURES`. A
+from ``weekly_kpi`` and ``features_topic_daily``) are the columns that query returns
+after :data:`STUDENT_COLUMNS` (one list: the SQL's); :data:`FEATURES` gives each its
+meaning and profile words (a unit test keeps both in the same order). A
 week is *active* when the student made at least one attempt in it; rates are taken
 over active weeks so that a student who stopped part-way is described by how they
 studied, not by when they stopped.
@@ -119,6 +121,8 @@ FEATURES: tuple[Feature, ...] = (
     ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(feature.name for feature in FEATURES)
+#: Columns of ``student_features.sql`` that describe the student, not a feature.
+STUDENT_COLUMNS: tuple[str, ...] = ("user_id", "active_weeks", "n_attempts")
 _FEATURE_BY_NAME = {feature.name: feature for feature in FEATURES}
 
 #: Fewest active weeks a student needs, whatever the window (a trend needs a few weeks).
@@ -230,13 +234,14 @@ class StudentSelection:
 def select_students(features: pd.DataFrame, min_weeks: int) -> StudentSelection:
     """Students active in at least ``min_weeks`` weeks with every feature, and the usable features.
 
-    :param features: the rows of ``student_features.sql`` (``user_id``, ``active_weeks``
-        and every feature of :data:`FEATURE_NAMES`).
+    :param features: the rows of ``student_features.sql``: :data:`STUDENT_COLUMNS`, then
+        every feature.
     :raises FeaturesNotReadyError: when every active-enough student lacks a feature,
         i.e. the feature builders have not covered the window.
     """
     active_enough = features[features["active_weeks"] >= min_weeks]
-    complete = active_enough.dropna(subset=list(FEATURE_NAMES))
+    names = feature_columns(features)
+    complete = active_enough.dropna(subset=names)
     n_missing = len(active_enough) - len(complete)
     if n_missing and complete.empty:
         raise FeaturesNotReadyError(
@@ -245,10 +250,10 @@ def select_students(features: pd.DataFrame, min_weeks: int) -> StudentSelection:
         )
     if n_missing:
         log.warning("%s students lack a feature (days missing from features_topic_daily); left out", n_missing)
-    constant = [name for name in FEATURE_NAMES if complete[name].nunique() <= 1] if not complete.empty else []
+    constant = [name for name in names if complete[name].nunique() <= 1] if not complete.empty else []
     if constant:
         log.warning("features with one value for every student, dropped: %s", constant)
-    usable = [name for name in FEATURE_NAMES if name not in constant]
+    usable = [name for name in names if name not in constant]
     return StudentSelection(
         frame=complete[["user_id", *usable]].reset_index(drop=True),
         features=usable,
@@ -259,9 +264,14 @@ def select_students(features: pd.DataFrame, min_weeks: int) -> StudentSelection:
     )
 
 
+def feature_columns(rows: pd.DataFrame) -> list[str]:
+    """The clustering features among ``rows``' columns: all but :data:`STUDENT_COLUMNS`, in order."""
+    return [name for name in rows.columns if name not in STUDENT_COLUMNS]
+
+
 def shard_features(students: pd.DataFrame) -> list[str]:
-    """The clustering features present in ``students`` (in :data:`FEATURE_NAMES` order)."""
-    return [name for name in FEATURE_NAMES if name in students.columns]
+    """The features of a selected shard (``user_id`` and the usable features)."""
+    return feature_columns(students)
 
 
 def fit_payload(students: pd.DataFrame, features: Sequence[str], settings: ClusterSettings) -> dict[str, Any]:

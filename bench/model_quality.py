@@ -32,14 +32,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from learning_analytics import synthetic  # noqa: E402
+from learning_analytics import catalog, synthetic  # noqa: E402
 from learning_analytics.evaluation import METRIC_DIRECTION, verdict  # noqa: E402
 
 RUN_DATE = date(2026, 11, 23)
-MODEL_TABLES = (
-    "growth_brms_meta", "growth_brms_user", "prophet_fit_meta", "prophet_anomalies", "prophet_forecast",
-    "survival_fit_meta", "survival_risk", "survival_active_risk", "user_segment", "segment_meta", "model_evaluation",
-)  # fmt: skip
 
 
 def run_dag(dag_id: str, logical_date: date, conf: dict) -> None:
@@ -57,7 +53,7 @@ def run_dag(dag_id: str, logical_date: date, conf: dict) -> None:
 def one_world(dsn: str, seed: int, args: argparse.Namespace, extra_conf: dict[str, dict]) -> list[tuple]:
     evaluation_date = RUN_DATE + timedelta(weeks=args.future_weeks)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(MODEL_TABLES)}")
+        conn.execute(f"TRUNCATE {', '.join(catalog.model_output_tables())}")
     data = synthetic.generate(args.students, args.weeks, seed, end_date=RUN_DATE, future_weeks=args.future_weeks)
     synthetic.load(dsn, data)
     runs = [

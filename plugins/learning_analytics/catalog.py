@@ -92,6 +92,19 @@ DAGS: dict[str, DagCatalog] = {
 }
 
 
+#: The metrics job: the tables these DAGs write are the models' inputs.
+KPI_DAGS: tuple[str, ...] = ("build_features_topic_daily", "build_weekly_kpi")
+
+
+def model_output_tables() -> tuple[str, ...]:
+    """Every table the model DAGs and ``evaluate_models`` write, but not the KPI tables
+    (``weekly_kpi`` gets model columns, but the KPI builders own its rows): what a test or
+    benchmark empties to start a scenario from the source data alone."""
+    kpi_tables = {table for dag_id in KPI_DAGS for table in DAGS[dag_id].writes}
+    tables = (table for dag_id, dag in DAGS.items() if dag_id not in KPI_DAGS for table in dag.writes)
+    return tuple(dict.fromkeys(table for table in tables if table not in kpi_tables))
+
+
 def table_asset(table: str) -> Asset:
     """The Asset of one warehouse table (or view)."""
     return Asset(

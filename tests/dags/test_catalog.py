@@ -145,3 +145,11 @@ def test_asset_uris_are_valid_postgres_assets() -> None:
     for table in {t for entry in catalog.DAGS.values() for t in (*entry.reads, *entry.writes)}:
         uri = catalog.table_asset(table).uri
         assert sanitize_uri(urlsplit(uri)).geturl() == uri
+
+
+def test_model_output_tables_are_what_the_models_write_without_the_kpi_tables() -> None:
+    """Tests and benchmarks empty these to start from the source data: every table a model DAG
+    or the scoreboard writes, none the KPI builders own."""
+    tables = set(catalog.model_output_tables())
+    assert {"growth_brms_meta", "prophet_forecast", "survival_active_risk", "segment_meta", "model_evaluation"} <= tables
+    assert not tables & {"weekly_kpi", "features_topic_daily", "attempt_log"}

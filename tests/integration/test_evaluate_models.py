@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from la_testing import TEST_LOGICAL_DATE, fetch_all, table_snapshot
-from learning_analytics import synthetic
+from learning_analytics import catalog, synthetic
 
 T = TEST_LOGICAL_DATE
 FUTURE_WEEKS = 6
@@ -26,10 +26,6 @@ HISTORY_WEEKS = 12
 N_STUDENTS = 120
 #: Every table a model run or the scoreboard writes: emptied first, so that runs left
 #: by other test modules in this database are not scored here.
-MODEL_TABLES = (
-    "growth_brms_meta", "growth_brms_user", "prophet_fit_meta", "prophet_anomalies", "prophet_forecast",
-    "survival_fit_meta", "survival_risk", "survival_active_risk", "user_segment", "segment_meta", "model_evaluation",
-)  # fmt: skip
 #: Small but real fits; the goal horizon is inside the 6 realized weeks.
 #: Convergence is judged leniently (this test is about the scoreboard; a run that fails
 #: diagnostics fails its quality gate): test_fit_bayesian_growth.py holds the real bar.
@@ -59,7 +55,7 @@ def evaluation_rows(conn: psycopg.Connection, evaluated_for: date) -> list[tuple
 def scenario(warehouse_uri: str, run_dag: Any) -> dict[str, Any]:
     data = synthetic.generate(N_STUDENTS, HISTORY_WEEKS, seed=11, end_date=T, future_weeks=FUTURE_WEEKS)
     with psycopg.connect(warehouse_uri, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(MODEL_TABLES)}")
+        conn.execute(f"TRUNCATE {', '.join(catalog.model_output_tables())}")
     synthetic.load(warehouse_uri, data)
     runs = [
         ("build_features_topic_daily", T, {"FEATURES_LOOKBACK_DAYS": 7 * HISTORY_WEEKS}),

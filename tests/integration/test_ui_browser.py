@@ -36,7 +36,7 @@ import pytest
 import requests
 
 from la_testing import TEST_LOGICAL_DATE, fetch_all
-from learning_analytics import synthetic
+from learning_analytics import catalog, synthetic
 from learning_analytics.evaluation import EVALUATORS, MODELS, EvaluationWindow, persist_evaluation
 from learning_analytics.kpi import build_features_topic_daily, build_weekly_kpi, features_window, kpi_window
 from learning_analytics.settings import EvaluationSettings, FeaturesSettings, KpiSettings
@@ -56,10 +56,6 @@ FUTURE_WEEKS = 6
 E = T + timedelta(weeks=FUTURE_WEEKS)
 HISTORY_WEEKS = 12
 N_STUDENTS = 120
-MODEL_TABLES = (
-    "growth_brms_meta", "growth_brms_user", "prophet_fit_meta", "prophet_anomalies", "prophet_forecast",
-    "survival_fit_meta", "survival_risk", "survival_active_risk", "user_segment", "segment_meta", "model_evaluation",
-)  # fmt: skip
 #: The model DAGs run as in production (`airflow dags test`, R services); each group's
 #: DAGs are independent and run at the same time (growth writes weekly_kpi.p and
 #: survival weekly_kpi.s, so they are in different groups; cluster's run at T matches
@@ -185,7 +181,7 @@ def warehouse(warehouse_uri: str, run_dag: Any, servers: dict[str, ApiServer]) -
     """The scenario's results, as the warehouse holds them (what the pages must show)."""
     data = synthetic.generate(n_students=N_STUDENTS, n_weeks=HISTORY_WEEKS + FUTURE_WEEKS, seed=11, end_date=E)
     with psycopg.connect(warehouse_uri, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(MODEL_TABLES)}")
+        conn.execute(f"TRUNCATE {', '.join(catalog.model_output_tables())}")
     synthetic.load(warehouse_uri, data)
     # The SQL-only steps (KPI builders, scoring) run in-process through the same
     # functions their DAGs call: an `airflow dags test` process costs tens of seconds.

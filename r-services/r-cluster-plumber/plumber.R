@@ -15,7 +15,7 @@
 #* Answers 202 with a job (GET /jobs/<job_id> for status and result).
 #* @post /cluster/fit
 function(req, res) {
-  settings <- validate_fit_request(request_body(req))
+  settings <- parse_cluster_fit_request(request_body(req))
   submit_job(req, res, "cluster_fit", settings = settings)
 }
 

@@ -15,7 +15,7 @@
 #* Answers 202 with a job (GET /jobs/<job_id> for status and result).
 #* @post /prophet/fit
 function(req, res) {
-  request <- validate_prophet_fit_request(request_body(req))
+  request <- parse_prophet_fit_request(request_body(req))
   submit_job(req, res, "prophet_fit_job", request = request)
 }
 
@@ -24,7 +24,7 @@ function(req, res) {
 #* from each series' last observed week.
 #* @post /prophet/predict
 function(req) {
-  request <- validate_prophet_predict_request(request_body(req))
+  request <- parse_prophet_predict_request(request_body(req))
   run_in_worker("prophet_predict_job", request = request)
 }
 
@@ -37,7 +37,7 @@ function(req) {
 #* Answers 202 with a job (GET /jobs/<job_id> for status and result).
 #* @post /survival/fit
 function(req, res) {
-  request <- validate_survival_fit_request(request_body(req))
+  request <- parse_survival_fit_request(request_body(req))
   submit_job(req, res, "survival_fit_job", request = request)
 }
 

@@ -17,14 +17,7 @@ configure_workers <- function(workers = worker_count()) {
   invisible(workers)
 }
 
-worker_count <- function() {
-  text <- Sys.getenv("R_WORKERS", unset = "2")
-  workers <- suppressWarnings(as.integer(text))
-  if (is.na(workers) || workers < 0L) {
-    stop("R_WORKERS must be a non-negative integer, got ", encodeString(text, quote = "\""))
-  }
-  workers
-}
+worker_count <- function() env_setting("R_WORKERS", 2L, min = 0)
 
 # `fun_name` names a function defined by the service's R/*.R files (or by
 # common); `...` are its arguments and must be plain data (they are serialized

@@ -31,25 +31,13 @@ job_dir <- function() {
   if (!nzchar(dir)) file.path(model_dir(), "jobs") else dir
 }
 
-env_number <- function(name, default, min = 0) {
-  text <- Sys.getenv(name, unset = "")
-  if (!nzchar(text)) {
-    return(default)
-  }
-  value <- suppressWarnings(as.numeric(text))
-  if (is.na(value) || value < min) {
-    stop(name, " must be a number >= ", min, ", got ", encodeString(text, quote = "\""))
-  }
-  value
-}
-
 # Jobs a replica accepts beyond its R_WORKERS running ones before it answers 429.
-job_queue_max <- function() as.integer(env_number("JOB_QUEUE_MAX", 4))
-job_retry_after_s <- function() as.integer(env_number("JOB_RETRY_AFTER_S", 10, min = 1))
-job_heartbeat_s <- function() env_number("JOB_HEARTBEAT_S", 5, min = 0.5)
+job_queue_max <- function() env_setting("JOB_QUEUE_MAX", 4L, min = 0)
+job_retry_after_s <- function() env_setting("JOB_RETRY_AFTER_S", 10L, min = 1)
+job_heartbeat_s <- function() env_setting("JOB_HEARTBEAT_S", 5, min = 0.5)
 # An owner silent for this long is dead: its unfinished jobs are failed.
-job_stale_s <- function() env_number("JOB_STALE_S", 60, min = 1)
-job_retention_days <- function() env_number("JOB_RETENTION_DAYS", 7)
+job_stale_s <- function() env_setting("JOB_STALE_S", 60, min = 1)
+job_retention_days <- function() env_setting("JOB_RETENTION_DAYS", 7, min = 0)
 
 job_settings <- function() {
   list(
@@ -66,18 +54,6 @@ job_settings <- function() {
 
 job_state_path <- function(job_id) file.path(job_dir(), paste0(job_id, ".json"))
 job_result_path <- function(job_id) file.path(job_dir(), paste0(job_id, ".result.rds"))
-
-temporary_path <- function(path) paste0(path, ".tmp-", Sys.getpid(), "-", random_hex(4L))
-
-write_atomically <- function(path, write) {
-  partial <- temporary_path(path)
-  write(partial)
-  if (!file.rename(partial, path)) {
-    unlink(partial)
-    stop("could not write ", path)
-  }
-  invisible(path)
-}
 
 write_job_state <- function(state) {
   text <- jsonlite::toJSON(state, auto_unbox = TRUE, null = "null", na = "null", digits = NA)
@@ -286,7 +262,7 @@ execute_job <- function(job_id, job_fun, job_args) {
   outcome <- tryCatch(
     {
       result <- do.call(job_fun, job_args)
-      write_atomically(job_result_path(job_id), function(path) saveRDS(result, path))
+      save_rds_atomically(result, job_result_path(job_id))
       list(status = "succeeded")
     },
     error = function(err) {

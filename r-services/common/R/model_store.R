@@ -21,18 +21,40 @@ model_path <- function(model_id) {
   file.path(model_dir(), paste0(model_id, ".rds"))
 }
 
-# Saves `object` and returns its new model_id. Written to a temporary file and
-# renamed, so a concurrent reader never sees a half-written model.
+# A file name next to `path` no other process or call uses.
+temporary_path <- function(path) paste0(path, ".tmp-", Sys.getpid(), "-", random_hex(4L))
+
+# The one way a service writes a file others read (models, job states and
+# results, compiled templates): `write(partial)` writes a temporary file next to
+# `path`, which is then renamed over it, so a concurrent reader sees the old
+# file or the new one, never half of one. A failed rename is an error.
+write_atomically <- function(path, write) {
+  partial <- temporary_path(path)
+  write(partial)
+  reason <- "rename failed"
+  renamed <- withCallingHandlers(
+    file.rename(partial, path),
+    warning = function(w) {
+      reason <<- conditionMessage(w)
+      invokeRestart("muffleWarning")
+    }
+  )
+  if (!renamed) {
+    unlink(partial)
+    stop("could not write ", path, " (", reason, ")")
+  }
+  invisible(path)
+}
+
+save_rds_atomically <- function(object, path) {
+  write_atomically(path, function(partial) saveRDS(object, partial))
+}
+
+# Saves `object` and returns its new model_id.
 save_model <- function(object, prefix) {
   dir.create(model_dir(), recursive = TRUE, showWarnings = FALSE)
   model_id <- new_model_id(prefix)
-  path <- model_path(model_id)
-  partial <- paste0(path, ".partial-", Sys.getpid())
-  saveRDS(object, partial)
-  if (!file.rename(partial, path)) {
-    unlink(partial)
-    stop("could not store model ", model_id)
-  }
+  save_rds_atomically(object, model_path(model_id))
   model_id
 }
 

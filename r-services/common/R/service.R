@@ -7,17 +7,7 @@ open_path <- function(path) {
   path %in% c("/health", "/openapi.json") || startsWith(path, "/__docs__")
 }
 
-max_body_bytes <- function() {
-  text <- Sys.getenv("MAX_BODY_BYTES", unset = "")
-  if (!nzchar(text)) {
-    return(50 * 1024^2)
-  }
-  limit <- suppressWarnings(as.numeric(text))
-  if (is.na(limit) || limit <= 0) {
-    stop("MAX_BODY_BYTES must be a positive number of bytes, got ", encodeString(text, quote = "\""))
-  }
-  limit
-}
+max_body_bytes <- function() env_setting("MAX_BODY_BYTES", 50 * 1024^2, min = 1)
 
 # Compares without stopping at the first differing byte, so response timing
 # does not reveal how much of a guessed token was right.

@@ -103,7 +103,8 @@ max_abs_number <- 1e12
 # Numeric column with optional range and whole-number checks. Returns a double
 # vector (integer-valued columns are returned as integers when `integer`).
 # Booleans and strings are refused (the row named is the first offending one),
-# as are non-finite values and magnitudes beyond `max_abs_number`.
+# as are NaN (never a missing value, even with `allow_missing`), non-finite
+# values and magnitudes beyond `max_abs_number`.
 check_numeric_column <- function(table, column, field = "data", min = -Inf, max = Inf,
                                  integer = FALSE, allow_missing = FALSE) {
   path <- field_path(field, column)
@@ -121,6 +122,10 @@ check_numeric_column <- function(table, column, field = "data", min = -Inf, max 
     ))
   }
   values <- as.numeric(values)
+  nan_rows <- which(is.nan(values))
+  if (length(nan_rows) > 0) {
+    stop_bad_request(paste0(path, ": values must be numbers or null, not NaN (row ", nan_rows[1], ")"))
+  }
   if (!allow_missing) {
     check_no_missing(values, path)
   }

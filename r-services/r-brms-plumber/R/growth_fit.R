@@ -56,10 +56,7 @@ parse_fit_request <- function(body) {
 }
 
 sampling_cores <- function(chains) {
-  text <- Sys.getenv("BRMS_CORES", unset = "2")
-  cores <- suppressWarnings(as.integer(text))
-  if (is.na(cores) || cores < 1L) cores <- 2L
-  min(chains, cores)
+  min(chains, env_setting("BRMS_CORES", 2L, min = 1))
 }
 
 # Draws x users x (intercept, slope) on the link scale, users in `user_keys`

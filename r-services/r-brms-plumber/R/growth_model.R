@@ -99,9 +99,7 @@ build_template <- function(family) {
   ))
   path <- template_path(family)
   dir.create(dirname(path), recursive = TRUE, showWarnings = FALSE)
-  partial <- paste0(path, ".partial-", Sys.getpid())
-  saveRDS(template, partial)
-  file.rename(partial, path)
+  save_rds_atomically(template, path)
   log_event(
     "info", "compiled growth template",
     family = family, path = path,

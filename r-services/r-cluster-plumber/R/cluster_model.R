@@ -159,7 +159,7 @@ fit_and_score <- function(x, k, method, seed, sample_rows, sample_distances) {
   )
 }
 
-# The model: settings come from `validate_fit_request`. Returns everything the
+# The model: settings come from `parse_cluster_fit_request`. Returns everything the
 # /cluster/fit response and the model store need, rows in request order.
 fit_segments <- function(x, user_id, method = "kmeans", n_clusters = NULL,
                          k_range = c(2L, 8L), seed = 1L,

@@ -48,7 +48,7 @@ fit_response <- function(fit, user_id, model_id) {
   response
 }
 
-# Worker job of POST /cluster/fit; `settings` come from `validate_fit_request`.
+# Worker job of POST /cluster/fit; `settings` come from `parse_cluster_fit_request`.
 cluster_fit <- function(settings) {
   fit <- do.call(fit_segments, settings)
   stored_model <- fit[c(
@@ -65,7 +65,7 @@ cluster_fit <- function(settings) {
 # POST /cluster/predict: nearest centre for each row; cheap, so it runs in
 # the server process.
 cluster_predict <- function(body) {
-  request <- validate_predict_request(body, load_cluster_model)
+  request <- parse_cluster_predict_request(body, load_cluster_model)
   assignment <- predict_segments(request$model, request$x)
   as_columns(list(
     user_id = request$user_id,

@@ -7,30 +7,13 @@ cluster_methods <- c("kmeans", "pam", "clara")
 # Largest silhouette sample accepted: `dist` on 5,000 rows takes ~100 MB.
 silhouette_sample_size_limit <- 5000L
 
-env_integer <- function(name, default) {
-  text <- Sys.getenv(name, unset = "")
-  if (!nzchar(text)) {
-    return(default)
-  }
-  value <- suppressWarnings(as.integer(text))
-  if (is.na(value) || value < 1L) {
-    stop(name, " must be a positive integer, got ", encodeString(text, quote = "\""))
-  }
-  value
-}
-
 # Rows sampled for silhouette widths when the request does not say.
 default_silhouette_sample_size <- function() {
-  size <- env_integer("CLUSTER_SILHOUETTE_SAMPLE_SIZE", 2000L)
-  if (size < 10L || size > silhouette_sample_size_limit) {
-    stop("CLUSTER_SILHOUETTE_SAMPLE_SIZE must be within [10, ",
-      silhouette_sample_size_limit, "], got ", size)
-  }
-  size
+  env_setting("CLUSTER_SILHOUETTE_SAMPLE_SIZE", 2000L, min = 10, max = silhouette_sample_size_limit)
 }
 
 # pam keeps all pairwise distances, so its memory grows with n^2.
-pam_max_rows <- function() env_integer("CLUSTER_PAM_MAX_ROWS", 5000L)
+pam_max_rows <- function() env_setting("CLUSTER_PAM_MAX_ROWS", 5000L, min = 1)
 
 # Checks the feature columns of `table` and returns them as a numeric matrix.
 # When fitting (`require_variation`), a constant column is refused: its sd is
@@ -105,7 +88,7 @@ validate_k_range <- function(k_range, n_rows, n_distinct_rows) {
 }
 
 # Validates a /cluster/fit body; returns the arguments of `fit_segments`.
-validate_fit_request <- function(body) {
+parse_cluster_fit_request <- function(body) {
   table <- validate_table(body$data, "data", required = "user_id")
   user_id <- check_id_column(table, "user_id")
   n_rows <- nrow(table)
@@ -221,7 +204,7 @@ validate_inline_model <- function(model) {
 }
 
 # Validates a /cluster/predict body; returns the model and the data to assign.
-validate_predict_request <- function(body, load_stored_model) {
+parse_cluster_predict_request <- function(body, load_stored_model) {
   model <- if (!is.null(body$model_id)) {
     load_stored_model(body$model_id)
   } else if (!is.null(body$model)) {

@@ -44,46 +44,22 @@ if (!nzchar(Sys.getenv("TZ"))) {
 
 # Settings from the environment; a malformed or out-of-range value is an
 # error (checked once when the service starts, see `on_service_start()`).
-prophet_settings <- function(env = Sys.getenv()) {
-  read_value <- function(name) {
-    value <- env[name]
-    if (is.na(value) || !nzchar(value)) NULL else unname(value)
-  }
-  read_number <- function(name, default, min, max = Inf) {
-    value <- read_value(name)
-    if (is.null(value)) {
-      return(default)
-    }
-    parsed <- suppressWarnings(as.numeric(value))
-    if (is.na(parsed) || parsed < min || parsed > max) {
-      stop(sprintf("environment variable %s must be a number in [%s, %s], got '%s'", name, min, max, value))
-    }
-    parsed
-  }
-  read_choice <- function(name, default, choices) {
-    value <- read_value(name)
-    if (is.null(value)) {
-      return(default)
-    }
-    if (!value %in% choices) {
-      stop(sprintf("environment variable %s must be one of %s, got '%s'", name, paste(choices, collapse = ", "), value))
-    }
-    value
-  }
+prophet_settings <- function(env = NULL) {
+  setting <- function(name, default, ...) env_setting(name, default, ..., env = env)
   list(
-    cores = as.integer(read_number("PROPHET_CORES", 2, 1)),
-    min_points = as.integer(read_number("PROPHET_MIN_POINTS", 4, 3)),
-    growth = read_choice("PROPHET_GROWTH", "linear", c("linear", "flat")),
-    min_points_linear = as.integer(read_number("PROPHET_MIN_POINTS_LINEAR", 8, 3)),
-    max_changepoints = as.integer(read_number("PROPHET_MAX_CHANGEPOINTS", 0, 0)),
-    points_per_changepoint = read_number("PROPHET_POINTS_PER_CHANGEPOINT", 8, 1),
-    changepoint_prior_scale = read_number("PROPHET_CHANGEPOINT_PRIOR_SCALE", 0.05, 1e-6),
-    outlier_screen = read_number("PROPHET_OUTLIER_SCREEN", 3.5, 1),
-    sigma_floor_fraction = read_number("PROPHET_SIGMA_FLOOR_FRACTION", 0.01, 0),
-    sigma_floor_absolute = read_number("PROPHET_SIGMA_FLOOR_ABSOLUTE", 1e-6, 1e-12),
-    interval_width = read_number("PROPHET_INTERVAL_WIDTH", 0.8, 0.01, 0.99),
-    level_drift = read_number("PROPHET_LEVEL_DRIFT", 0.25, 0),
-    inactive_weeks = as.integer(read_number("PROPHET_INACTIVE_WEEKS", 2, 1)),
+    cores = setting("PROPHET_CORES", 2L, min = 1),
+    min_points = setting("PROPHET_MIN_POINTS", 4L, min = 3),
+    growth = setting("PROPHET_GROWTH", "linear", choices = c("linear", "flat")),
+    min_points_linear = setting("PROPHET_MIN_POINTS_LINEAR", 8L, min = 3),
+    max_changepoints = setting("PROPHET_MAX_CHANGEPOINTS", 0L, min = 0),
+    points_per_changepoint = setting("PROPHET_POINTS_PER_CHANGEPOINT", 8, min = 1),
+    changepoint_prior_scale = setting("PROPHET_CHANGEPOINT_PRIOR_SCALE", 0.05, min = 1e-6),
+    outlier_screen = setting("PROPHET_OUTLIER_SCREEN", 3.5, min = 1),
+    sigma_floor_fraction = setting("PROPHET_SIGMA_FLOOR_FRACTION", 0.01, min = 0),
+    sigma_floor_absolute = setting("PROPHET_SIGMA_FLOOR_ABSOLUTE", 1e-6, min = 1e-12),
+    interval_width = setting("PROPHET_INTERVAL_WIDTH", 0.8, min = 0.01, max = 0.99),
+    level_drift = setting("PROPHET_LEVEL_DRIFT", 0.25, min = 0),
+    inactive_weeks = setting("PROPHET_INACTIVE_WEEKS", 2L, min = 1),
     max_outlier_fraction = 0.25,
     # sd of sqrt(count) of a Poisson count: attempts vary at least that much.
     activity_sd_floor = 0.5,
@@ -577,7 +553,7 @@ warm_up_prophet <- local({
   }
 })
 
-# Fit every series of a validated batch (see `validate_prophet_fit_request()`),
+# Fit every series of a validated batch (see `parse_prophet_fit_request()`),
 # in parallel over `settings$cores` forked workers.
 # Returns list(fits, forecast, anomalies, failures, models) where `models` is
 # what `/prophet/predict` needs, keyed by as.character(series_id).

@@ -12,16 +12,6 @@ require_positive <- function(body, name, default) {
 
 # ---- prophet -----------------------------------------------------------------
 
-# A JSON "NaN" arrives as a numeric NaN, which R's is.na() takes for null;
-# a NaN is a broken value, not a missing week, so it is named.
-check_not_nan <- function(values, path) {
-  nan_row <- which(is.nan(values))
-  if (length(nan_row) > 0) {
-    stop_bad_request(paste0(path, ": values must be numbers or null, not NaN (row ", nan_row[1], ")"))
-  }
-  values
-}
-
 # Every series must be weekly: one row per week, all on the same weekday.
 check_weekly_series <- function(series_id, ds) {
   key <- paste(series_id, format(ds))
@@ -44,7 +34,7 @@ check_weekly_series <- function(series_id, ds) {
   }
 }
 
-validate_prophet_fit_request <- function(body, settings = prophet_settings()) {
+parse_prophet_fit_request <- function(body, settings = prophet_settings()) {
   series <- validate_table(body$series, "series", required = c("series_id", "ds", "y"))
   series_id <- check_id_column(series, "series_id", "series")
   ds <- check_date_column(series, "ds", "series")
@@ -59,18 +49,18 @@ validate_prophet_fit_request <- function(body, settings = prophet_settings()) {
   activity <- if (is.null(series$activity)) {
     NULL
   } else {
-    check_not_nan(check_numeric_column(series, "activity", "series", allow_missing = TRUE, min = 0), "series.activity")
+    check_numeric_column(series, "activity", "series", allow_missing = TRUE, min = 0)
   }
   active_days <- if (is.null(series$active_days)) {
     NULL
   } else if (is.null(activity)) {
     stop_bad_request("series.active_days: needs series.activity (the attempts of those days)")
   } else {
-    check_not_nan(check_numeric_column(series, "active_days", "series", allow_missing = TRUE, min = 0, max = 7), "series.active_days")
+    check_numeric_column(series, "active_days", "series", allow_missing = TRUE, min = 0, max = 7)
   }
   list(
     series = list(
-      series_id = series_id, ds = ds, y = check_not_nan(y, "series.y"), activity = activity, active_days = active_days
+      series_id = series_id, ds = ds, y = y, activity = activity, active_days = active_days
     ),
     y_min = y_min,
     y_max = y_max,
@@ -82,7 +72,7 @@ validate_prophet_fit_request <- function(body, settings = prophet_settings()) {
   )
 }
 
-validate_prophet_predict_request <- function(body, settings = prophet_settings()) {
+parse_prophet_predict_request <- function(body, settings = prophet_settings()) {
   if (is.list(body$series_id) && length(body$series_id) == 0) {
     stop_bad_request("series_id: must contain at least one id")
   }
@@ -163,7 +153,7 @@ validate_monotone_covariates <- function(body, covariates) {
 }
 
 # In a fit, rows may repeat a user_id (one row per student and landmark).
-validate_survival_fit_request <- function(body) {
+parse_survival_fit_request <- function(body) {
   covariates <- validate_survival_covariates(body)
   data <- validate_table(body$data, "data", required = reserved_survival_columns())
   frame <- covariate_frame(data, covariates, require_variation = TRUE)
@@ -184,7 +174,7 @@ validate_survival_fit_request <- function(body) {
   )
 }
 
-validate_survival_predict_request <- function(body, covariates) {
+parse_survival_predict_request <- function(body, covariates) {
   data <- validate_table(body$data, "data", required = "user_id")
   list(
     user_id = check_unique_ids(data, "user_id"),

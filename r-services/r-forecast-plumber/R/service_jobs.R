@@ -79,7 +79,7 @@ survival_fit_job <- function(request) {
 
 survival_predict <- function(body) {
   model <- load_model(body$model_id, prefix = "survival")
-  request <- validate_survival_predict_request(body, model$covariates)
+  request <- parse_survival_predict_request(body, model$covariates)
   prediction <- predict_survival(model, request)
   response <- as_columns(prediction[c("user_id", "risk_score", "p_event")])
   response$warnings <- I(prediction$warnings %||% character())

@@ -52,6 +52,9 @@ test_that("check_numeric_column names the first offending row and refuses huge o
   expect_error(check(c(1, 2e12)), "data.x: values must be finite numbers within +-1e+12 (row 2 is 2e+12)", fixed = TRUE)
   expect_error(check(c(-Inf, 1)), "(row 1 is -Inf)", fixed = TRUE)
   expect_equal(check(c(1, -1e12)), c(1, -1e12))
+  # A NaN is a broken value, not a missing one, even where nulls are allowed.
+  expect_error(check(c(1, NA, NaN), allow_missing = TRUE), "data.x: values must be numbers or null, not NaN (row 3)", fixed = TRUE)
+  expect_equal(check(c(1, NA), allow_missing = TRUE), c(1, NA))
 })
 
 test_that("check_unique_rows names the repeated key", {

@@ -14,11 +14,11 @@ valid_body <- function() {
 }
 
 expect_bad_request <- function(body, pattern) {
-  expect_error(validate_fit_request(body), pattern, class = "http_error_400")
+  expect_error(parse_cluster_fit_request(body), pattern, class = "http_error_400")
 }
 
 test_that("a valid body gives the fit settings", {
-  settings <- validate_fit_request(valid_body())
+  settings <- parse_cluster_fit_request(valid_body())
   expect_equal(dim(settings$x), c(6, 2))
   expect_equal(settings$k_range, c(2L, 4L))
   expect_equal(settings$method, "kmeans")
@@ -29,7 +29,7 @@ test_that("a valid body gives the fit settings", {
 test_that("k_range is capped at n - 1 students", {
   body <- valid_body()
   body$k_range <- c(2, 8)
-  expect_equal(validate_fit_request(body)$k_range, c(2L, 5L))
+  expect_equal(parse_cluster_fit_request(body)$k_range, c(2L, 5L))
 })
 
 test_that("each bad input is refused naming the field", {
@@ -125,7 +125,7 @@ test_that("k_range is capped at the distinct feature rows", {
   body$data$accuracy <- c(0.9, 0.9, 0.9, 0.3, 0.3, 0.5)
   body$data$active_days <- c(5, 5, 5, 1, 1, 2)
   body$k_range <- c(2, 8)
-  expect_equal(validate_fit_request(body)$k_range, c(2L, 3L))
+  expect_equal(parse_cluster_fit_request(body)$k_range, c(2L, 3L))
   body$k_range <- c(4, 8)
   expect_bad_request(body, "^k_range: minimum 4 is more than the 3 clusters")
 })

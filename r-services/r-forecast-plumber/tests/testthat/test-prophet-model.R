@@ -2,7 +2,7 @@
 
 # The simulated series are I_t-like (level ~50): range [0, 100].
 fit_series <- function(series, forecast_weeks = 4, anomaly_threshold = 2.5, cores = 2) {
-  request <- validate_prophet_fit_request(
+  request <- parse_prophet_fit_request(
     list(series = series, forecast_weeks = forecast_weeks, anomaly_threshold = anomaly_threshold, y_max = 100)
   )
   fit_prophet_batch(request, utils::modifyList(prophet_settings(), list(cores = cores)))
@@ -130,7 +130,7 @@ test_that("the lean fit equals prophet's own fit and predict", {
 })
 
 test_that("malformed PROPHET_* settings are rejected", {
-  expect_error(prophet_settings(c(PROPHET_CORES = "0")), "PROPHET_CORES must be a number in [1, Inf]", fixed = TRUE)
+  expect_error(prophet_settings(c(PROPHET_CORES = "0")), "PROPHET_CORES must be an integer in [1, Inf]", fixed = TRUE)
   expect_error(prophet_settings(c(PROPHET_GROWTH = "logistic")), "PROPHET_GROWTH must be one of linear, flat")
   expect_error(prophet_settings(c(PROPHET_INTERVAL_WIDTH = "1.5")), "PROPHET_INTERVAL_WIDTH")
   expect_error(prophet_settings(c(PROPHET_MIN_POINTS = "many")), "PROPHET_MIN_POINTS")

@@ -1,7 +1,7 @@
 # Model-level checks of the Cox churn model (no HTTP).
 
 churn_request <- function(table, covariates = c("accuracy", "sessions", "gap_days"), horizon_days = 14) {
-  validate_survival_fit_request(list(data = table, covariates = covariates, horizon_days = horizon_days))
+  parse_survival_fit_request(list(data = table, covariates = covariates, horizon_days = horizon_days))
 }
 
 test_that("known hazard ratios are recovered and held-out concordance is clearly above 0.5", {
@@ -24,7 +24,7 @@ test_that("known hazard ratios are recovered and held-out concordance is clearly
   # concordance of ~0.75 with the simulated times; 0.65 leaves room for
   # sampling error on 200 students (sd ~0.02) while a model with wrong or
   # random signs would score at or below 0.5.
-  predicted <- predict_survival(fitted$model, validate_survival_predict_request(
+  predicted <- predict_survival(fitted$model, parse_survival_predict_request(
     list(data = subset_table(churn, held_out)), fitted$model$covariates
   ))
   held_out_concordance <- survival::concordance(
@@ -53,7 +53,7 @@ test_that("p_event equals 1 - S(horizon) of survfit with newdata, and predict re
     tolerance = 1e-8
   )
 
-  predicted <- predict_survival(fitted$model, validate_survival_predict_request(
+  predicted <- predict_survival(fitted$model, parse_survival_predict_request(
     list(data = churn, horizon_days = 21), fitted$model$covariates
   ))
   expect_equal(predicted$risk_score, fitted$response$risk$risk_score)
@@ -104,7 +104,7 @@ idle_cohort <- function(n = 600, seed = 11) {
 
 p_event_by_days_idle <- function(model) {
   grid <- list(user_id = 1:14, days_idle = 0:13, accuracy = rep(0.3, 14))
-  predict_survival(model, validate_survival_predict_request(list(data = grid, horizon_days = 14), model$covariates))$p_event
+  predict_survival(model, parse_survival_predict_request(list(data = grid, horizon_days = 14), model$covariates))$p_event
 }
 
 test_that("S never decreases with days idle when days_idle is monotone; it does without the constraint", {

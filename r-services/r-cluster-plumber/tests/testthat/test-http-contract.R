@@ -41,7 +41,7 @@ test_that("a bad setting stops the service before it listens", {
     start_test_service("r-cluster-plumber",
       env = c(CLUSTER_SILHOUETTE_SAMPLE_SIZE = "50000"), timeout_s = 30
     ),
-    "CLUSTER_SILHOUETTE_SAMPLE_SIZE must be within"
+    "CLUSTER_SILHOUETTE_SAMPLE_SIZE must be an integer in \\[10, 5000\\]"
   )
 })
 

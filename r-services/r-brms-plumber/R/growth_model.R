@@ -148,6 +148,8 @@ load_template <- function(family) {
 # toolchain writes to stdout, which in the server is reserved for JSON logs, so
 # the child's output is forwarded to stderr.
 on_service_start <- function() {
+  # A bad BRMS_CORES stops the service here rather than failing its first fit.
+  sampling_cores(1L)
   if (all(file.exists(vapply(growth_families, template_path, character(1))))) {
     return(invisible())
   }

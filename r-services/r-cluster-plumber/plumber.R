@@ -3,7 +3,7 @@
 # fits run in a worker process so /health answers during a long fit.
 
 #* @apiTitle r-cluster-plumber
-#* @apiDescription Behavioural segments of students: k-means, PAM or CLARA on standardised features; new data go to the nearest centre.
+#* @apiDescription Behavioural segments of students (k-means, PAM, CLARA); new data go to the nearest centre.
 
 #* Fit behavioural segments of students
 #* Body: {"data": {"user_id": [...], <feature>: [...]}, "features": [...],

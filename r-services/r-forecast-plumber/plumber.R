@@ -3,7 +3,7 @@
 # fits run in a worker process so /health answers during a long fit.
 
 #* @apiTitle r-forecast-plumber
-#* @apiDescription Weekly forecasts and anomaly scores of students' learning index (prophet), and the 14-day churn risk of students (Cox proportional hazards).
+#* @apiDescription Weekly forecasts and anomalies of the learning index (prophet); churn risk (Cox model).
 
 #* Fit one prophet model per series, forecast and flag anomalous weeks
 #* Body: {"series": {"series_id": [...], "ds": ["YYYY-MM-DD", ...], "y": [...]},

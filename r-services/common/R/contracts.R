@@ -81,7 +81,9 @@ endpoint_operation <- function(spec) {
     ))
     operation$responses <- c(
       list(
-        `200` = json_response("the job already submitted with this Idempotency-Key", "JobAccepted", location_header, job_links),
+        `200` = json_response(
+          "the job already submitted with this Idempotency-Key", "JobAccepted", location_header, job_links
+        ),
         `202` = json_response("accepted; poll Location", "JobAccepted", location_header, job_links)
       ),
       common_errors(),

@@ -82,7 +82,17 @@ json_body_parser <- function(value, ...) {
 }
 
 json_kind <- function(x) {
-  if (is.null(x)) "null" else if (is.logical(x)) "boolean" else if (is.numeric(x)) "number" else if (is.character(x)) "string" else "other"
+  if (is.null(x)) {
+    "null"
+  } else if (is.logical(x)) {
+    "boolean"
+  } else if (is.numeric(x)) {
+    "number"
+  } else if (is.character(x)) {
+    "string"
+  } else {
+    "other"
+  }
 }
 
 check_json_tree <- function(node, path = NULL) {

@@ -115,7 +115,13 @@ check_numeric_column <- function(table, column, field = "data", min = -Inf, max 
   if (!is.numeric(values) && !all(is.na(values))) {
     not_number <- which(!is.na(values) & is.na(suppressWarnings(as.numeric(values))))
     bad_row <- if (is.character(values) && length(not_number) > 0) not_number[1] else which(!is.na(values))[1]
-    what <- if (is.logical(values)) "numbers, not booleans" else if (length(not_number) == 0) "numbers, not strings" else "numbers"
+    what <- if (is.logical(values)) {
+      "numbers, not booleans"
+    } else if (length(not_number) == 0) {
+      "numbers, not strings"
+    } else {
+      "numbers"
+    }
     stop_bad_request(paste0(
       path, ": values must be ", what, " (row ", bad_row, " is ",
       format_value(values[bad_row]), ")"
@@ -160,7 +166,8 @@ check_numeric_column <- function(table, column, field = "data", min = -Inf, max 
 check_unique_rows <- function(table, columns, field = "data") {
   duplicate <- anyDuplicated(as.data.frame(table)[columns])
   if (duplicate > 0) {
-    shown <- paste0(columns, " ", vapply(columns, function(column) format_value(table[[column]][duplicate]), ""), collapse = ", ")
+    repeated <- vapply(columns, function(column) format_value(table[[column]][duplicate]), "")
+    shown <- paste0(columns, " ", repeated, collapse = ", ")
     stop_bad_request(paste0(
       field, ": rows must be unique on (", paste(columns, collapse = ", "), "); row ",
       duplicate, " repeats ", shown
@@ -245,7 +252,9 @@ scalar_number <- function(body, name, default = NULL, min = -Inf, max = Inf,
     stop_bad_request(paste0(path, ": must be a single number"))
   }
   if (!is.finite(value) || abs(value) > max_abs_number) {
-    stop_bad_request(paste0(path, ": must be a finite number within +-", format_value(max_abs_number), ", got ", format_value(value)))
+    stop_bad_request(paste0(
+      path, ": must be a finite number within +-", format_value(max_abs_number), ", got ", format_value(value)
+    ))
   }
   if (integer && value != round(value)) {
     stop_bad_request(paste0(path, ": must be a whole number, got ", format_value(value)))
@@ -315,7 +324,8 @@ string_array <- function(body, name, default = NULL, min_length = 1L, field = NU
     stop_bad_request(paste0(path, ": must contain at least ", min_length, " value(s)"))
   }
   if (anyDuplicated(value)) {
-    stop_bad_request(paste0(path, ": values must be distinct (", format_value(value[anyDuplicated(value)]), " repeats)"))
+    repeated <- format_value(value[anyDuplicated(value)])
+    stop_bad_request(paste0(path, ": values must be distinct (", repeated, " repeats)"))
   }
   value
 }

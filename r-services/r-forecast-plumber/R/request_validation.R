@@ -29,7 +29,8 @@ check_weekly_series <- function(series_id, ds) {
     stop_bad_request(paste0(
       "series.ds: dates must be weekly (the same weekday within a series); series ",
       format_value(series_id[row]), " has ", format(ds[row]), " (row ", row, "), ",
-      as.numeric(ds[row]) - first_day[row], " days after its first date ", format(as.Date(first_day[row], origin = "1970-01-01"))
+      as.numeric(ds[row]) - first_day[row], " days after its first date ",
+      format(as.Date(first_day[row], origin = "1970-01-01"))
     ))
   }
 }

@@ -246,7 +246,9 @@ fit_survival <- function(request) {
   event_times <- frame$time[frame$event == 1]
   cut <- if (length(failing) > 0) stats::median(event_times) else NULL
   if (!is.null(cut) && (cut <= min(frame$time) || cut >= max(frame$time))) {
-    warnings <- c(warnings, sprintf("proportional hazards fail for %s but no cut time splits the follow-up", paste(failing, collapse = ", ")))
+    warnings <- c(warnings, sprintf(
+      "proportional hazards fail for %s but no cut time splits the follow-up", paste(failing, collapse = ", ")
+    ))
     failing <- character()
     cut <- NULL
   }
@@ -262,7 +264,9 @@ fit_survival <- function(request) {
     warnings <- c(warnings, horizon_warning(request$horizon_days, model$max_time))
   }
   set.seed(request$seed %||% 1L)
-  held_out <- held_out_concordance(frame, request$user_id, fitted$terms, monotone, cut, covariates, request$horizon_days, cluster)
+  held_out <- held_out_concordance(
+    frame, request$user_id, fitted$terms, monotone, cut, covariates, request$horizon_days, cluster
+  )
   ph_actions <- lapply(failing, function(covariate) {
     list(
       covariate = covariate,
@@ -293,7 +297,10 @@ fit_survival <- function(request) {
 
 horizon_warning <- function(horizon_days, max_time) {
   sprintf(
-    "horizon_days (%s) is beyond the longest follow-up (%s): the baseline hazard is not observed past it, so p_event is a lower bound",
+    paste(
+      "horizon_days (%s) is beyond the longest follow-up (%s):",
+      "the baseline hazard is not observed past it, so p_event is a lower bound"
+    ),
     format(horizon_days), format(max_time)
   )
 }

@@ -9,8 +9,10 @@ for (service in c("r-brms-plumber", "r-forecast-plumber", "r-cluster-plumber")) 
     routes <- sub("^#\\* @(get|post|delete) ", "", grep("^#\\* @(get|post|delete) /", lines, value = TRUE))
     contracts <- jsonlite::fromJSON(file.path(services_root, service, "schemas.json"), simplifyVector = FALSE)
     expect_setequal(names(contracts$endpoints), routes)
-    schemas <- c(names(contracts$schemas), names(jsonlite::fromJSON(file.path(services_root, "common", "schemas.json"))$schemas))
-    used <- unlist(lapply(contracts$endpoints, function(methods) lapply(methods, function(m) unlist(m[c("request", "response", "job_result")]))))
+    common_schemas <- jsonlite::fromJSON(file.path(services_root, "common", "schemas.json"))$schemas
+    schemas <- c(names(contracts$schemas), names(common_schemas))
+    schema_names <- function(method) unlist(method[c("request", "response", "job_result")])
+    used <- unlist(lapply(contracts$endpoints, function(methods) lapply(methods, schema_names)))
     expect_true(all(used %in% schemas), info = paste(setdiff(used, schemas), collapse = ", "))
     refs <- regmatches(
       readLines(file.path(services_root, service, "schemas.json")),

@@ -35,11 +35,23 @@ test_that("model endpoints need the bearer token", {
 test_that("bad input is a 400 naming the field", {
   post_data <- function(data, ...) http_post(echo_service, "/echo/table", list(data = data, ...))
   expect_http_error(post_data(list(user_id = c(1, 2))), 400L, "data.x: required column is missing")
-  expect_http_error(post_data(list(user_id = c(1, 2), x = 0.1)), 400L, "data: columns must have equal lengths (user_id has 2, x has 1)")
-  expect_http_error(post_data(list(user_id = c(1, 2, 3), x = c(0.1, 0.2, 1.4))), 400L, "data.x: values must be within [0, 1] (row 3 is 1.4)")
+  expect_http_error(
+    post_data(list(user_id = c(1, 2), x = 0.1)), 400L,
+    "data: columns must have equal lengths (user_id has 2, x has 1)"
+  )
+  expect_http_error(
+    post_data(list(user_id = c(1, 2, 3), x = c(0.1, 0.2, 1.4))), 400L,
+    "data.x: values must be within [0, 1] (row 3 is 1.4)"
+  )
   expect_http_error(post_data(list(user_id = 1, x = "a")), 400L, "data.x: values must be numbers (row 1 is \"a\")")
-  expect_http_error(post_data(list(user_id = c(1, NA), x = c(0.1, 0.2))), 400L, "data.user_id: values must not be null (row 2)")
-  expect_http_error(post_data(list(user_id = 1, x = 0.1, day = "2024-02-30")), 400L, "data.day: values must be ISO dates")
+  expect_http_error(
+    post_data(list(user_id = c(1, NA), x = c(0.1, 0.2))), 400L,
+    "data.user_id: values must not be null (row 2)"
+  )
+  expect_http_error(
+    post_data(list(user_id = 1, x = 0.1, day = "2024-02-30")), 400L,
+    "data.day: values must be ISO dates"
+  )
   expect_http_error(post_data(list(user_id = list(), x = list())), 400L, "data: must contain at least one row")
   expect_http_error(post_data(list(user_id = 1, x = 0.1), scale = 11), 400L, "scale: must be within [0, 10], got 11")
   expect_http_error(post_data(list(user_id = 1, x = 0.1), scale = "big"), 400L, "scale: must be a single number")
@@ -56,13 +68,22 @@ test_that("invalid JSON and non-object bodies are 400 naming body", {
 
 test_that("oversized bodies are 413 with a JSON error", {
   big <- list(data = list(user_id = seq_len(1000), x = rep(0.5, 1000)))
-  expect_http_error(http_post(echo_service, "/echo/table", big), 413L, "body: request body exceeds the limit of 4000 bytes")
+  expect_http_error(
+    http_post(echo_service, "/echo/table", big), 413L,
+    "body: request body exceeds the limit of 4000 bytes"
+  )
 })
 
 test_that("unknown routes and models are 404 JSON", {
   expect_http_error(http_get(echo_service, "/no/such/route"), 404L, "no route for GET /no/such/route")
-  expect_http_error(http_post(echo_service, "/echo/load", list(model_id = "echo-20240101T000000-0011")), 404L, "model_id: unknown model")
-  expect_http_error(http_post(echo_service, "/echo/load", list(model_id = "../../../etc/passwd")), 404L, "model_id: unknown model")
+  expect_http_error(
+    http_post(echo_service, "/echo/load", list(model_id = "echo-20240101T000000-0011")), 404L,
+    "model_id: unknown model"
+  )
+  expect_http_error(
+    http_post(echo_service, "/echo/load", list(model_id = "../../../etc/passwd")), 404L,
+    "model_id: unknown model"
+  )
   expect_http_error(http_post(echo_service, "/echo/load", list(model_id = 3)), 400L, "model_id: must be a string")
 })
 
@@ -90,7 +111,10 @@ test_that("/health answers while a worker job runs", {
   pool <- curl::new_pool()
   slow <- NULL
   handle <- curl::new_handle(customrequest = "POST", postfields = '{"seconds": 3}')
-  curl::handle_setheaders(handle, Authorization = paste("Bearer", echo_service$token), "Content-Type" = "application/json")
+  curl::handle_setheaders(
+    handle,
+    Authorization = paste("Bearer", echo_service$token), "Content-Type" = "application/json"
+  )
   curl::curl_fetch_multi(
     paste0(echo_service$url, "/echo/sleep"),
     done = function(response) slow <<- response,
@@ -114,7 +138,8 @@ test_that("every stdout line is a JSON log record; requests carry status and dur
   requests <- Filter(function(record) identical(record$message, "request"), records)
   expect_gt(length(requests), 5)
   for (record in requests) {
-    expect_true(all(c("timestamp", "service", "method", "path", "status", "duration_ms", "request_id") %in% names(record)))
+    fields <- c("timestamp", "service", "method", "path", "status", "duration_ms", "request_id")
+    expect_true(all(fields %in% names(record)))
   }
   statuses <- vapply(requests, function(record) record$status, integer(1))
   expect_true(all(c(200L, 400L, 401L, 404L, 413L, 500L) %in% statuses))

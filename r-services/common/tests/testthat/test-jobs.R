@@ -20,7 +20,10 @@ test_that("a job answers 202 with Location, and its result is the function's val
 test_that("bad input is a 400 at once and never a job", {
   before <- job_files(echo_service)
   expect_http_error(http_post(echo_service, "/echo/job", list(seconds = "x")), 400L, "seconds: must be a single number")
-  expect_http_error(http_post(echo_service, "/echo/job", list(seconds = 61)), 400L, "seconds: must be within [0, 60], got 61")
+  expect_http_error(
+    http_post(echo_service, "/echo/job", list(seconds = 61)), 400L,
+    "seconds: must be within [0, 60], got 61"
+  )
   expect_equal(job_files(echo_service), before)
 })
 
@@ -60,7 +63,8 @@ test_that("3 jobs on 2 workers queue, a 4th beyond JOB_QUEUE_MAX = 1 gets 429 wi
 test_that("DELETE cancels a running job and the service keeps working", {
   accepted <- submit(echo_service, 30)
   deadline <- Sys.time() + 20
-  while (http_get(echo_service, paste0("/jobs/", accepted$json$job_id))$json$status != "running" && Sys.time() < deadline) {
+  job_status <- function() http_get(echo_service, paste0("/jobs/", accepted$json$job_id))$json$status
+  while (job_status() != "running" && Sys.time() < deadline) {
     Sys.sleep(0.1)
   }
   cancelled <- http_call(echo_service, "DELETE", paste0("/jobs/", accepted$json$job_id))
@@ -101,10 +105,28 @@ test_that("a job whose service died is failed (503) for any replica sharing JOB_
 
 test_that("junk that JSON parsing would hide is a 400 naming the field", {
   post_raw <- function(text) http_post(echo_service, "/echo/table", raw_body = text)
-  expect_http_error(post_raw('{"data": {"user_id": [1, 2], "x": [true, 0.5]}}'), 400L, "data.x: values must all be booleans (row 2 is number 0.5)")
-  expect_http_error(post_raw('{"data": {"user_id": [1, "b"], "x": [0.1, 0.5]}}'), 400L, "data.user_id: values must all be numbers (row 2 is string \"b\")")
-  expect_http_error(post_raw('{"data": {"user_id": [1, 2], "x": [0.1, 0.5], "x": [0.2, 0.3]}}'), 400L, "data: duplicate key \"x\"")
-  expect_http_error(post_raw('{"data": {"user_id": [1, 2], "x": [true, false]}}'), 400L, "data.x: values must be numbers, not booleans (row 1 is true)")
-  expect_http_error(post_raw('{"data": {"user_id": [1, 2], "x": [0.1, 0.5]}, "scale": true}'), 400L, "scale: must be a single number")
-  expect_http_error(post_raw('{"data": {"user_id": [1, 2], "x": [1, 1e400]}}'), 400L, "data.x: values must be finite numbers within +-1e+12 (row 2 is Inf)")
+  expect_http_error(
+    post_raw('{"data": {"user_id": [1, 2], "x": [true, 0.5]}}'), 400L,
+    "data.x: values must all be booleans (row 2 is number 0.5)"
+  )
+  expect_http_error(
+    post_raw('{"data": {"user_id": [1, "b"], "x": [0.1, 0.5]}}'), 400L,
+    "data.user_id: values must all be numbers (row 2 is string \"b\")"
+  )
+  expect_http_error(
+    post_raw('{"data": {"user_id": [1, 2], "x": [0.1, 0.5], "x": [0.2, 0.3]}}'), 400L,
+    "data: duplicate key \"x\""
+  )
+  expect_http_error(
+    post_raw('{"data": {"user_id": [1, 2], "x": [true, false]}}'), 400L,
+    "data.x: values must be numbers, not booleans (row 1 is true)"
+  )
+  expect_http_error(
+    post_raw('{"data": {"user_id": [1, 2], "x": [0.1, 0.5]}, "scale": true}'), 400L,
+    "scale: must be a single number"
+  )
+  expect_http_error(
+    post_raw('{"data": {"user_id": [1, 2], "x": [1, 1e400]}}'), 400L,
+    "data.x: values must be finite numbers within +-1e+12 (row 2 is Inf)"
+  )
 })

@@ -11,11 +11,20 @@ test_that("env_setting gives the default when unset or empty and parses by the d
 
 test_that("env_setting fails loudly, naming the variable, on any bad value", {
   setting <- common_code$env_setting
-  expect_error(setting("R_WORKERS", 2L, min = 0, env = c(R_WORKERS = "two")), "environment variable R_WORKERS must be an integer in [0, Inf], got 'two'", fixed = TRUE)
+  expect_error(
+    setting("R_WORKERS", 2L, min = 0, env = c(R_WORKERS = "two")),
+    "environment variable R_WORKERS must be an integer in [0, Inf], got 'two'", fixed = TRUE
+  )
   expect_error(setting("R_WORKERS", 2L, min = 0, env = c(R_WORKERS = "1.5")), "must be an integer", fixed = TRUE)
   expect_error(setting("R_WORKERS", 2L, min = 0, env = c(R_WORKERS = "-1")), "got '-1'", fixed = TRUE)
-  expect_error(setting("WIDTH", 0.8, max = 0.99, env = c(WIDTH = "1.5")), "WIDTH must be a number in [-Inf, 0.99]", fixed = TRUE)
-  expect_error(setting("MODE", "a", choices = c("a", "b"), env = c(MODE = "c")), "MODE must be one of a, b, got 'c'", fixed = TRUE)
+  expect_error(
+    setting("WIDTH", 0.8, max = 0.99, env = c(WIDTH = "1.5")),
+    "WIDTH must be a number in [-Inf, 0.99]", fixed = TRUE
+  )
+  expect_error(
+    setting("MODE", "a", choices = c("a", "b"), env = c(MODE = "c")),
+    "MODE must be one of a, b, got 'c'", fixed = TRUE
+  )
   # The process environment is read when no `env` is given.
   withr::with_envvar(c(JOB_QUEUE_MAX = "lots"), expect_error(common_code$job_queue_max(), "JOB_QUEUE_MAX"))
 })

@@ -53,7 +53,10 @@ test_that("check_numeric_column names the first offending row and refuses huge o
   expect_error(check(c(-Inf, 1)), "(row 1 is -Inf)", fixed = TRUE)
   expect_equal(check(c(1, -1e12)), c(1, -1e12))
   # A NaN is a broken value, not a missing one, even where nulls are allowed.
-  expect_error(check(c(1, NA, NaN), allow_missing = TRUE), "data.x: values must be numbers or null, not NaN (row 3)", fixed = TRUE)
+  expect_error(
+    check(c(1, NA, NaN), allow_missing = TRUE),
+    "data.x: values must be numbers or null, not NaN (row 3)", fixed = TRUE
+  )
   expect_equal(check(c(1, NA), allow_missing = TRUE), c(1, NA))
 })
 

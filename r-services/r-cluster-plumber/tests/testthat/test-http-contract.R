@@ -63,7 +63,10 @@ test_that("bad fit inputs answer 400 naming the problem", {
   base <- list(data = small, features = c("accuracy", "active_days"))
   cases <- list(
     list(body = list(features = c("accuracy", "streak")), error = "^features: \"streak\" is not a column of data"),
-    list(body = list(features = c("accuracy", "level")), error = "^data.level: values must be numbers \\(row 1 is \"a\"\\)"),
+    list(
+      body = list(features = c("accuracy", "level")),
+      error = "^data.level: values must be numbers \\(row 1 is \"a\"\\)"
+    ),
     list(body = list(features = c("accuracy", "cohort")), error = "^data.cohort: feature is constant"),
     list(body = list(features = c("time_per_question")), error = "^data.time_per_question: values must not be null"),
     list(body = list(n_clusters = 5), error = "^n_clusters: 5 is larger than the number of students \\(4\\)"),
@@ -72,7 +75,10 @@ test_that("bad fit inputs answer 400 naming the problem", {
     list(body = list(k_range = "two"), error = "^k_range: "),
     list(body = list(method = "dbscan"), error = "^method: must be one of"),
     list(body = list(data = list(user_id = list(), accuracy = list())), error = "^data: must contain at least one row"),
-    list(body = list(data = list(user_id = c(1, 2), accuracy = c(0.5, 0.6, 0.7))), error = "^data: columns must have equal lengths"),
+    list(
+      body = list(data = list(user_id = c(1, 2), accuracy = c(0.5, 0.6, 0.7))),
+      error = "^data: columns must have equal lengths"
+    ),
     list(body = list(data = list(accuracy = c(0.5, 0.6, 0.7))), error = "^data.user_id: required column is missing"),
     list(body = list(seed = "x"), error = "^seed: "),
     # Junk found by fuzzing: once a 500 or a silent fit, now 400s naming the field.

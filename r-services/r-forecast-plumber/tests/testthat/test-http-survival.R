@@ -31,7 +31,9 @@ test_that("fit returns the contract's fields and predict reproduces the fit's ri
   expect_equal(scored$json$p_event, json$risk$p_event[1:50], tolerance = 1e-12)
 
   # A longer horizon can only raise the probability of churn.
-  longer <- http_post(forecast_service, "/survival/predict", list(model_id = json$model_id, data = body$data, horizon_days = 28))
+  longer <- http_post(
+    forecast_service, "/survival/predict", list(model_id = json$model_id, data = body$data, horizon_days = 28)
+  )
   expect_true(all(longer$json$p_event >= json$risk$p_event))
 })
 
@@ -67,7 +69,9 @@ test_that("bad survival inputs are 400s naming the problem", {
   text_value$data$gap_days[2] <- "long"
   expect_http_error(post_fit(text_value), 400L, "data.gap_days: values must be numbers (row 2 is \"long\")")
   expect_http_error(post_fit(churn_body(horizon_days = 0)), 400L, "horizon_days: must be greater than 0")
-  empty <- list(data = list(user_id = list(), time = list(), event = list(), accuracy = list()), covariates = "accuracy")
+  empty <- list(
+    data = list(user_id = list(), time = list(), event = list(), accuracy = list()), covariates = "accuracy"
+  )
   expect_http_error(post_fit(empty), 400L, "data: must contain at least one row")
   expect_http_error(post_fit(list(data = churn_body()$data)), 400L, "covariates: required field is missing")
   overflow <- http_post(forecast_service, "/survival/fit", raw_body = paste0(

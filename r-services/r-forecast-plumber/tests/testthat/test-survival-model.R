@@ -104,7 +104,8 @@ idle_cohort <- function(n = 600, seed = 11) {
 
 p_event_by_days_idle <- function(model) {
   grid <- list(user_id = 1:14, days_idle = 0:13, accuracy = rep(0.3, 14))
-  predict_survival(model, parse_survival_predict_request(list(data = grid, horizon_days = 14), model$covariates))$p_event
+  request <- parse_survival_predict_request(list(data = grid, horizon_days = 14), model$covariates)
+  predict_survival(model, request)$p_event
 }
 
 test_that("S never decreases with days idle when days_idle is monotone; it does without the constraint", {

@@ -270,7 +270,7 @@ def feature_columns(rows: pd.DataFrame) -> list[str]:
 
 
 def shard_features(students: pd.DataFrame) -> list[str]:
-    """The features of a selected shard (``user_id`` and the usable features)."""
+    """The features a selected shard carries (its columns but ``user_id``)."""
     return feature_columns(students)
 
 
@@ -610,7 +610,9 @@ class ClusterPipeline(ModelPipeline[ClusterSettings]):
             log.info("segment %s: %s students, %s", row.segment, row.size, row.profile)
         meta = run_meta_row(answer, extracted, run)
         written = {
-            "cluster_run_meta": tx.replace_partition("cluster_run_meta", pd.DataFrame([meta]), key, ["run_date"]),
+            "cluster_run_meta": tx.replace_partition(
+                "cluster_run_meta", pd.DataFrame([meta], columns=RUN_META_COLUMNS), key, ["run_date"]
+            ),
             "user_segment": tx.replace_partition("user_segment", tables.user_segment, key, ["run_date", "user_id"]),
             "segment_meta": tx.replace_partition("segment_meta", tables.segment_meta, key, ["run_date", "segment"]),
         }

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from la_testing import TEST_LOGICAL_DATE, fetch_all, table_snapshot
-from learning_analytics import catalog, synthetic
+from learning_analytics import synthetic
+from learning_analytics.catalog import model_output_tables
 
 T = TEST_LOGICAL_DATE
 FUTURE_WEEKS = 6
@@ -55,7 +56,7 @@ def evaluation_rows(conn: psycopg.Connection, evaluated_for: date) -> list[tuple
 def scenario(warehouse_uri: str, run_dag: Any) -> dict[str, Any]:
     data = synthetic.generate(N_STUDENTS, HISTORY_WEEKS, seed=11, end_date=T, future_weeks=FUTURE_WEEKS)
     with psycopg.connect(warehouse_uri, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(catalog.model_output_tables())}")
+        conn.execute(f"TRUNCATE {', '.join(model_output_tables())}")
     synthetic.load(warehouse_uri, data)
     runs = [
         ("build_features_topic_daily", T, {"FEATURES_LOOKBACK_DAYS": 7 * HISTORY_WEEKS}),

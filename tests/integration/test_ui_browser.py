@@ -36,7 +36,8 @@ import pytest
 import requests
 
 from la_testing import TEST_LOGICAL_DATE, fetch_all
-from learning_analytics import catalog, synthetic
+from learning_analytics import synthetic
+from learning_analytics.catalog import model_output_tables
 from learning_analytics.evaluation import EVALUATORS, MODELS, EvaluationWindow, persist_evaluation
 from learning_analytics.kpi import build_features_topic_daily, build_weekly_kpi, features_window, kpi_window
 from learning_analytics.settings import EvaluationSettings, FeaturesSettings, KpiSettings
@@ -181,7 +182,7 @@ def warehouse(warehouse_uri: str, run_dag: Any, servers: dict[str, ApiServer]) -
     """The scenario's results, as the warehouse holds them (what the pages must show)."""
     data = synthetic.generate(n_students=N_STUDENTS, n_weeks=HISTORY_WEEKS + FUTURE_WEEKS, seed=11, end_date=E)
     with psycopg.connect(warehouse_uri, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(catalog.model_output_tables())}")
+        conn.execute(f"TRUNCATE {', '.join(model_output_tables())}")
     synthetic.load(warehouse_uri, data)
     # The SQL-only steps (KPI builders, scoring) run in-process through the same
     # functions their DAGs call: an `airflow dags test` process costs tens of seconds.

@@ -111,10 +111,7 @@ test_that("/health answers while a worker job runs", {
   pool <- curl::new_pool()
   slow <- NULL
   handle <- curl::new_handle(customrequest = "POST", postfields = '{"seconds": 3}')
-  curl::handle_setheaders(
-    handle,
-    Authorization = paste("Bearer", echo_service$token), "Content-Type" = "application/json"
-  )
+  curl::handle_setheaders(handle, Authorization = paste("Bearer", echo_service$token), "Content-Type" = "application/json")
   curl::curl_fetch_multi(
     paste0(echo_service$url, "/echo/sleep"),
     done = function(response) slow <<- response,
@@ -138,8 +135,7 @@ test_that("every stdout line is a JSON log record; requests carry status and dur
   requests <- Filter(function(record) identical(record$message, "request"), records)
   expect_gt(length(requests), 5)
   for (record in requests) {
-    fields <- c("timestamp", "service", "method", "path", "status", "duration_ms", "request_id")
-    expect_true(all(fields %in% names(record)))
+    expect_true(all(c("timestamp", "service", "method", "path", "status", "duration_ms", "request_id") %in% names(record)))
   }
   statuses <- vapply(requests, function(record) record$status, integer(1))
   expect_true(all(c(200L, 400L, 401L, 404L, 413L, 500L) %in% statuses))

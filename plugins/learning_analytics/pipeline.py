@@ -16,6 +16,10 @@ call its R service, what to write); :func:`build_model_dag` turns it into a DAG:
     job that lost its worker (service restarted) is replaced by a new attempt. The
     finished fit goes through ``fit_result`` and is staged as JSON. More service
     replicas fit more shards at once; a failed shard is retried alone.
+``prepare`` (only for pipelines with ``has_prepare_step``)
+    one step between extract and the mapped fits that needs all shards, e.g. the
+    stage-1 fit of a two-stage model; its small JSON result is staged for the fits
+    and persist (:meth:`ModelPipeline.prepared`).
 ``persist``
     reads every shard's answer and writes all of the run's rows in ONE transaction,
     replacing whatever an earlier run of the same logical date wrote.
@@ -57,6 +61,8 @@ SHARD_LABEL_KEY = "shard_label"
 #: XCom key of the extract's outcome (skip reason, summary) next to its shard list.
 EXTRACT_OUTCOME_KEY = "extract_outcome"
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+#: Staged name of the prepare step's result.
+PREPARED_NAME = "prepared.json"
 
 
 def fit_poke_interval_s() -> float:
@@ -148,6 +154,8 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     fit_timeout_s: ClassVar[float] = 1800.0
     #: Checks on the rows ``persist`` wrote (:mod:`learning_analytics.quality`).
     quality_checks: ClassVar[tuple[TableGate, ...]] = ()
+    #: Whether the DAG runs :meth:`prepare` between extract and the mapped fits.
+    has_prepare_step: ClassVar[bool] = False
 
     @abstractmethod
     def window(self, run_date: date, settings: SettingsT) -> RunWindow:
@@ -186,6 +194,18 @@ class ModelPipeline(ABC, Generic[SettingsT]):
         ``results`` holds one ``fit_result`` per shard (empty when the run was
         skipped); ``extracted`` is ``{"skip_reason": ..., "summary": ...}`` of extract.
         """
+
+    def prepare(
+        self, service: RServiceHook, shards: Sequence[pd.DataFrame], run: RunContext[SettingsT]
+    ) -> dict[str, Any] | None:
+        """Optional step before the mapped fits (``has_prepare_step``): sees every shard,
+        returns a small JSON-able document that :meth:`prepared` gives the fits and persist."""
+        return None
+
+    def prepared(self, run: RunContext[SettingsT]) -> dict[str, Any] | None:
+        """What :meth:`prepare` returned for this run (None if it returned nothing)."""
+        path = RunStaging(run.dag_id, run.run_id).root / PREPARED_NAME
+        return read_json(str(path)) if path.exists() else None
 
     # -- helpers shared by the tasks -------------------------------------------------
 
@@ -381,6 +401,29 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             return written
 
         shards = extract()
+        if pipeline.has_prepare_step:
+
+            @task(
+                execution_timeout=timedelta(seconds=pipeline.fit_timeout_s * 2),
+                executor_config=FIT_EXECUTOR_CONFIG,
+                doc_md="Runs the model's step that needs every shard before the mapped fits "
+                "(see the DAG doc) and stages its result; passes the shard list on.",
+            )
+            def prepare(staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                context = get_current_context()
+                run = pipeline.run_context(context)
+                staging = RunStaging(run.dag_id, run.run_id)
+                # Earlier tries of this run may have staged a result: never reuse it.
+                (staging.root / PREPARED_NAME).unlink(missing_ok=True)
+                if staged:
+                    document = pipeline.prepare(
+                        pipeline.service(), [read_frame(shard["shard_uri"]) for shard in staged], run
+                    )
+                    if document is not None:
+                        staging.write_json(PREPARED_NAME.removesuffix(".json"), document)
+                return staged
+
+            shards = prepare(shards)
         persisted = persist(fit.expand_kwargs(shards))
         persisted >> gate_tasks(pipeline.quality_checks)
 

@@ -38,6 +38,12 @@ from scipy import special, stats
 #: Newton steps for the binomial mode; the logistic log posterior is concave and the
 #: start (the population mean) is close, so 8 steps reach machine precision.
 NEWTON_STEPS = 8
+#: A (student, draw) whose log-posterior gradient is larger after NEWTON_STEPS did not
+#: converge (the gradient is in counts of correct answers: 1e-6 is far below noise).
+NEWTON_TOLERANCE = 1e-6
+#: The damped fallback: steps and halvings per step (2^-40: no move at all).
+DAMPED_NEWTON_STEPS = 50
+MAX_HALVINGS = 40
 #: Students per vectorised block: arrays are block x draws x weeks doubles
 #: (500 x 400 x 12 x 8 bytes = 19 MB each).
 BLOCK_STUDENTS = 500
@@ -181,40 +187,109 @@ def gaussian_draws(
     return a, b, np.full(a.shape, 1.0 / a.shape[1])
 
 
-def _binomial_log_posterior(a, b, x, k, n, m, mu_a, mu_b, p11, p12, p22) -> np.ndarray:
-    eta = a[..., None] + b[..., None] * x[:, None, :]
-    loglik = (m[:, None, :] * (k[:, None, :] * eta - n[:, None, :] * np.logaddexp(0.0, eta))).sum(-1)
-    da, db = a - mu_a, b - mu_b
-    return loglik - 0.5 * (p11 * da * da + 2 * p12 * da * db + p22 * db * db)
+@dataclass(frozen=True)
+class _BinomialTerms:
+    """One student's weekly counts against one population draw's prior, for a batch of
+    (student, draw) pairs: ``x``, ``k``, ``n``, ``m`` broadcast against ``a[..., None]``
+    (weeks last), the prior mean and precision against ``a``."""
+
+    x: np.ndarray
+    k: np.ndarray
+    n: np.ndarray
+    m: np.ndarray
+    mu_a: np.ndarray
+    mu_b: np.ndarray
+    p11: np.ndarray
+    p12: np.ndarray
+    p22: np.ndarray
+
+    def log_posterior(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        eta = a[..., None] + b[..., None] * self.x
+        loglik = (self.m * (self.k * eta - self.n * np.logaddexp(0.0, eta))).sum(-1)
+        da, db = a - self.mu_a, b - self.mu_b
+        return loglik - 0.5 * (self.p11 * da * da + 2 * self.p12 * da * db + self.p22 * db * db)
+
+    def gradient_hessian(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Gradient (g1, g2) and negative Hessian (h11, h12, h22) of the log posterior."""
+        p = special.expit(a[..., None] + b[..., None] * self.x)
+        residual = self.m * (self.k - self.n * p)
+        info = self.m * self.n * p * (1 - p)
+        da, db = a - self.mu_a, b - self.mu_b
+        g1 = residual.sum(-1) - (self.p11 * da + self.p12 * db)
+        g2 = (residual * self.x).sum(-1) - (self.p12 * da + self.p22 * db)
+        h11 = info.sum(-1) + self.p11
+        h12 = (info * self.x).sum(-1) + self.p12
+        h22 = (info * self.x * self.x).sum(-1) + self.p22
+        return g1, g2, h11, h12, h22
+
+    def pairs(self, students: np.ndarray, draws: np.ndarray) -> _BinomialTerms:
+        """The terms of the given (student, draw) pairs, as a flat batch."""
+        return _BinomialTerms(
+            *(v[students, 0] for v in (self.x, self.k, self.n, self.m)),
+            *(v[draws] for v in (self.mu_a, self.mu_b, self.p11, self.p12, self.p22)),
+        )
+
+
+def _newton_step(terms: _BinomialTerms, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    g1, g2, h11, h12, h22 = terms.gradient_hessian(a, b)
+    c11, c12, c22 = _inverse_2x2(h11, h12, h22)
+    return c11 * g1 + c12 * g2, c12 * g1 + c22 * g2, np.hypot(g1, g2)
+
+
+def _damped_newton(terms: _BinomialTerms, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Newton with step halving (the log posterior never decreases): converges from any
+    start, at a few extra evaluations per step; used for the rare pairs where plain
+    Newton from the population mean overshoots."""
+    current = terms.log_posterior(a, b)
+    for _ in range(DAMPED_NEWTON_STEPS):
+        step_a, step_b, _ = _newton_step(terms, a, b)
+        scale = np.ones_like(a)
+        for _ in range(MAX_HALVINGS):
+            candidate = terms.log_posterior(a + scale * step_a, b + scale * step_b)
+            worse = ~(candidate >= current)  # NaN counts as worse
+            if not worse.any():
+                break
+            scale = np.where(worse, scale / 2, scale)
+        scale = np.where(worse, 0.0, scale)
+        a, b = a + scale * step_a, b + scale * step_b
+        current = terms.log_posterior(a, b)
+    return a, b
 
 
 def binomial_draws(
     block: Students, population: Population, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Laplace draws ``(a, b)`` (students, draws) with self-normalised importance weights."""
-    p11, p12, p22 = population.prior_precision()
-    mu_a, mu_b = population.intercept, population.slope
-    x, k, n, m = block.week, block.n_correct, block.n_attempts, block.mask
-    shape = (len(block.user_id), len(mu_a))
-    a, b = np.broadcast_to(mu_a, shape).copy(), np.broadcast_to(mu_b, shape).copy()
-    xs, ks, ns, ms = x[:, None, :], k[:, None, :], n[:, None, :], m[:, None, :]
+    terms = _BinomialTerms(
+        block.week[:, None, :],
+        block.n_correct[:, None, :],
+        block.n_attempts[:, None, :],
+        block.mask[:, None, :],
+        population.intercept,
+        population.slope,
+        *population.prior_precision(),
+    )
+    shape = (len(block.user_id), len(population.intercept))
+    a, b = np.broadcast_to(terms.mu_a, shape).copy(), np.broadcast_to(terms.mu_b, shape).copy()
+    # Plain Newton from the population mean: converges in a few steps for almost every
+    # (student, draw); the pairs whose gradient is not ~0 afterwards (an overshoot, seen
+    # for 1 of 400 draws of a student) are found again with the damped method.
     for _ in range(NEWTON_STEPS):
-        p = special.expit(a[..., None] + b[..., None] * xs)
-        residual = ms * (ks - ns * p)
-        info = ms * ns * p * (1 - p)
-        da, db = a - mu_a, b - mu_b
-        g1 = residual.sum(-1) - (p11 * da + p12 * db)
-        g2 = (residual * xs).sum(-1) - (p12 * da + p22 * db)
-        h11, h12, h22 = info.sum(-1) + p11, (info * xs).sum(-1) + p12, (info * xs * xs).sum(-1) + p22
-        c11, c12, c22 = _inverse_2x2(h11, h12, h22)
-        a, b = a + c11 * g1 + c12 * g2, b + c12 * g1 + c22 * g2
-    p = special.expit(a[..., None] + b[..., None] * xs)
-    info = ms * ns * p * (1 - p)
-    h11, h12, h22 = info.sum(-1) + p11, (info * xs).sum(-1) + p12, (info * xs * xs).sum(-1) + p22
+        step_a, step_b, _ = _newton_step(terms, a, b)
+        a, b = a + step_a, b + step_b
+    *_, gradient_norm = _newton_step(terms, a, b)
+    unconverged = ~(gradient_norm < NEWTON_TOLERANCE)
+    if unconverged.any():
+        students, draws = np.nonzero(unconverged)
+        start = np.broadcast_to(terms.mu_a, shape)[unconverged], np.broadcast_to(terms.mu_b, shape)[unconverged]
+        a[unconverged], b[unconverged] = _damped_newton(terms.pairs(students, draws), *start)
+    g1, g2, h11, h12, h22 = terms.gradient_hessian(a, b)
     d1, d2 = _cholesky_draw(*_inverse_2x2(h11, h12, h22), rng)
-    at_mode = _binomial_log_posterior(a, b, x, k, n, m, mu_a, mu_b, p11, p12, p22)
-    at_draw = _binomial_log_posterior(a + d1, b + d2, x, k, n, m, mu_a, mu_b, p11, p12, p22)
-    log_ratio = at_draw - at_mode + 0.5 * (h11 * d1 * d1 + 2 * h12 * d1 * d2 + h22 * d2 * d2)
+    log_ratio = (
+        terms.log_posterior(a + d1, b + d2)
+        - terms.log_posterior(a, b)
+        + 0.5 * (h11 * d1 * d1 + 2 * h12 * d1 * d2 + h22 * d2 * d2)
+    )
     weights = np.exp(log_ratio - log_ratio.max(axis=1, keepdims=True))
     return a + d1, b + d2, weights / weights.sum(axis=1, keepdims=True)
 
@@ -272,7 +347,8 @@ def summarise_block(
         "slope": (weights * slope).sum(1),
         "slope_lower": slope_lower,
         "slope_upper": slope_upper,
-        "p_goal": (weights * p_goal).sum(1),
+        # A weighted mean of probabilities that are all ~1 can round past 1.
+        "p_goal": np.clip((weights * p_goal).sum(1), 0.0, 1.0),
         "mean": (weights * expected).sum(1),
         "lower": lower,
         "upper": upper,

@@ -264,6 +264,15 @@ class GrowthSettings(ModelSettings):
         "LOOKBACK_WEEKS", 8, "Complete weeks of history before the logical date.", minimum=2, maximum=104
     )
     iterations: int = setting("BRMS_ITER", 1000, "Iterations per chain (half warm-up).", minimum=200, maximum=20000)
+    max_iterations: int = setting(
+        "BRMS_MAX_ITER",
+        5000,
+        "A brms fit that misses BRMS_MIN_ESS or BRMS_MAX_RHAT without divergences is sampled once "
+        "more, for as many iterations per chain as its ESS says are needed, at most this many "
+        "(set it to BRMS_ITER for a single run).",
+        minimum=200,
+        maximum=20000,
+    )
     chains: int = setting("BRMS_CHAINS", 2, "MCMC chains per shard.", minimum=1, maximum=8)
     family: str = setting(
         "BRMS_FAMILY",

@@ -25,15 +25,13 @@ from learning_analytics.windows import weekly_window
 
 LOOKBACK_WEEKS = 8
 N_STUDENTS = 120
-#: Stage 1 on a stratified sample of 70 of the ~100 students with data (gaussian), and a
-#: sample size above the population (binomial: everyone, logged).
-STAGE1 = {"gaussian": 70, "binomial": 1000}
-#: brms' non-centred group effects mix slowly for data-rich students: 1,000 draws give a
-#: bulk ESS of ~140 for the population intercept (200 students x 12 weeks), 3,000 gave
-#: 493 there but only 255-322 on this 8-week population (2026-11-27: the convergence
-#: test failed on the ESS bar); the iterations needed here are still to be settled.
-BRMS_ITER = 3000
-CONF = {"LOOKBACK_WEEKS": LOOKBACK_WEEKS, "METRICS_USE_BAYESIAN": True, "BRMS_ITER": BRMS_ITER}
+#: Stage 1 on the whole population (the default BRMS_STAGE1_STUDENTS=600 is larger: the
+#: validation against the full fit, as the issue asks), and, for the gaussian family, a
+#: third run on a stratified sample of 70 of the ~90 students with data (the sampling path).
+STAGE1_SAMPLE = 70
+#: The defaults (BRMS_ITER=1000, BRMS_MAX_ITER=5000): a fit short of the ESS bar is
+#: sampled once more, longer (the service's answer says how many iterations it took).
+CONF = {"LOOKBACK_WEEKS": LOOKBACK_WEEKS, "METRICS_USE_BAYESIAN": True}
 GROWTH_TABLES = ("growth_brms_meta", "growth_brms_user", "weekly_kpi")
 USER_COLUMNS = "user_id, slope, slope_lower, slope_upper, p_goal, p_null_reason, target_week_start"
 
@@ -46,30 +44,30 @@ def user_rows(db: psycopg.Connection, run_date: date = TEST_LOGICAL_DATE) -> dic
 @pytest.fixture(scope="module")
 def fitted(load_synthetic, run_dag, warehouse_uri) -> dict:
     """120 synthetic students, weekly KPI built; per family a full and a two-stage run
-    of the same date (the two-stage last, so its rows stay for the other tests)."""
+    of the same date, and a gaussian two-stage run on a stage-1 sample."""
     world = load_synthetic(n_students=N_STUDENTS, n_weeks=16, seed=7)
     kpi = KpiSettings.from_params({"KPI_LOOKBACK_WEEKS": 16}, {})
     build_weekly_kpi(Warehouse(), weekly_window(TEST_LOGICAL_DATE, 16), kpi)
     runs: dict = {}
+    plan = [
+        (("binomial", "full"), {"BRMS_FAMILY": "binomial", "BRMS_FIT_MODE": "full"}),
+        (("binomial", "two_stage"), {"BRMS_FAMILY": "binomial"}),
+        (("gaussian", "full"), {"BRMS_FIT_MODE": "full"}),
+        (("gaussian", "two_stage"), {}),
+        # Last, so that its rows stay for the tests that read the warehouse.
+        (("gaussian", "sampled"), {"BRMS_STAGE1_STUDENTS": STAGE1_SAMPLE}),
+    ]
     with psycopg.connect(warehouse_uri, autocommit=True) as db:
-        for family in ("binomial", "gaussian"):
-            for mode in ("full", "two_stage"):
-                conf = {
-                    **CONF,
-                    "BRMS_FAMILY": family,
-                    "BRMS_FIT_MODE": mode,
-                    "BRMS_SHARD_SIZE": 1000,
-                    "BRMS_STAGE1_STUDENTS": STAGE1[family],
-                }
-                result = run_dag("fit_bayesian_growth", conf=conf)
-                assert result.succeeded, result.output[-5000:]
-                (meta,) = fetch_all(
-                    db,
-                    "SELECT status, message, converged, rhat_max, ess_bulk_min, divergences, stage1, n_users "
-                    "FROM growth_brms_meta WHERE run_date = %s",
-                    (TEST_LOGICAL_DATE,),
-                )
-                runs[family, mode] = {"output": result.output, "meta": meta, "users": user_rows(db)}
+        for name, overrides in plan:
+            result = run_dag("fit_bayesian_growth", conf={**CONF, "BRMS_SHARD_SIZE": 1000, **overrides})
+            assert result.succeeded, result.output[-5000:]
+            (meta,) = fetch_all(
+                db,
+                "SELECT status, message, converged, rhat_max, ess_bulk_min, divergences, stage1, n_users "
+                "FROM growth_brms_meta WHERE run_date = %s",
+                (TEST_LOGICAL_DATE,),
+            )
+            runs[name] = {"output": result.output, "meta": meta, "users": user_rows(db)}
     return {"world": world, "run_dag": run_dag, "runs": runs}
 
 
@@ -90,8 +88,10 @@ def true_slopes(db: psycopg.Connection) -> dict[int, float]:
     }
 
 
-@pytest.mark.parametrize("family", ["gaussian", "binomial"])
-@pytest.mark.parametrize("mode", ["full", "two_stage"])
+@pytest.mark.parametrize(
+    ("family", "mode"),
+    [("gaussian", "full"), ("gaussian", "two_stage"), ("gaussian", "sampled"), ("binomial", "full"), ("binomial", "two_stage")],
+)
 def test_run_converged_with_one_meaning(fitted: dict, family: str, mode: str) -> None:
     """The meta row's `converged` is the service's answer on the judged fit (stage 1, or
     the full fit) under the issue's thresholds, and the log line says the same."""
@@ -100,7 +100,7 @@ def test_run_converged_with_one_meaning(fitted: dict, family: str, mode: str) ->
     ]
     assert (status, message, converged) == ("ok", None, True), (rhat_max, ess_bulk_min, divergences, message)
     assert rhat_max <= 1.01 and ess_bulk_min >= 400 and divergences == 0
-    if mode == "two_stage":
+    if mode != "full":
         assert stage1["diagnostics"]["converged"] is True
         assert stage1["n_population"] == n_users > 80
     assert "NOT CONVERGED" not in fitted["runs"][family, mode]["output"]
@@ -111,17 +111,18 @@ def test_stage1_sample_larger_than_population_uses_everyone_and_logs_it(fitted: 
     stage1 = run["meta"][6]
     assert stage1["n_users"] == stage1["n_population"]
     assert (
-        f"BRMS_STAGE1_STUDENTS=1000 >= {stage1['n_population']} students: fitting the whole population" in run["output"]
+        f"BRMS_STAGE1_STUDENTS=600 >= {stage1['n_population']} students: fitting the whole population" in run["output"]
     )
-    sampled = fitted["runs"]["gaussian", "two_stage"]["meta"][6]
-    assert sampled["n_users"] == STAGE1["gaussian"] < sampled["n_population"]
+    sampled = fitted["runs"]["gaussian", "sampled"]
+    assert sampled["meta"][6]["n_users"] == STAGE1_SAMPLE < sampled["meta"][6]["n_population"]
+    assert "fitting the whole population" not in sampled["output"]
 
 
 def compare(full: dict[int, tuple], two_stage: dict[int, tuple], truth: dict[int, float]) -> dict[str, float]:
     users = sorted(set(full) & set(two_stage))
     slope_full = np.array([full[u][0] for u in users])
     slope_two = np.array([two_stage[u][0] for u in users])
-    p_pairs = np.array([(full[u][3], two_stage[u][3]) for u in users if full[u][3] is not None])
+    p_pairs = np.array([(full[u][3], two_stage[u][3]) for u in users if None not in (full[u][3], two_stage[u][3])])
     true = np.array([truth[u] for u in users])
 
     def coverage(rows: dict[int, tuple]) -> float:
@@ -146,8 +147,10 @@ def test_two_stage_matches_the_full_brms_fit(fitted: dict, db: psycopg.Connectio
     a student's posterior depends only on their own data, so the two stages differ from
     the full fit only by (a) Monte Carlo error (400 population draws: SE of a posterior
     mean ~ posterior sd / 20, far below the spread of slopes across students, hence r
-    ~0.999) and (b) the stage-1 population posterior coming from a sample (the gaussian
-    run uses 70 of the students). Negative control: the same comparison with the
+    ~0.999) and (b) the stage-1 population posterior coming from a sample (here stage 1
+    sees every student, as at the default sample size for populations below 600; a
+    70-student sample moves individual intervals by its own sampling error, and is
+    judged against the truth in the recovery test). Negative control: the same comparison with the
     two-stage slopes shuffled across students, or with P from another student, fails.
     """
     runs, truth = fitted["runs"], true_slopes(db)
@@ -193,10 +196,10 @@ def assert_recovers(result: dict[str, float]) -> None:
     assert result["width_ratio"] <= 0.9, result
 
 
-@pytest.mark.parametrize("family", ["gaussian", "binomial"])
-def test_two_stage_recovers_true_slopes_on_scale(fitted: dict, db: psycopg.Connection, family: str) -> None:
+@pytest.mark.parametrize(("family", "mode"), [("gaussian", "two_stage"), ("gaussian", "sampled"), ("binomial", "two_stage")])
+def test_two_stage_recovers_true_slopes_on_scale(fitted: dict, db: psycopg.Connection, family: str, mode: str) -> None:
     truth = true_slopes(db)
-    estimates = fitted["runs"][family, "two_stage"]["users"]
+    estimates = fitted["runs"][family, mode]["users"]
     assert_recovers(recovery(estimates, truth))
 
     # Negative controls: slopes shrunk 60% toward their mean (intervals shrunk too),

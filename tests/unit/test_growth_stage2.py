@@ -103,6 +103,36 @@ def _weighted_logit_slope(students: Students, pop: Population) -> float:
     return float((weights * b).sum())
 
 
+def test_binomial_mode_found_where_plain_newton_from_the_population_mean_overshoots() -> None:
+    """A student and a population draw seen in a real run (issue 11 validation test):
+    eight plain Newton steps from the population mean went to a = 231 (expected accuracy
+    1, slope 0, P = 1) while the full brms fit gave P = 0.02. The fallback must find the
+    mode (gradient ~0), and the mode must sit where the data say (accuracy ~0.5)."""
+    from learning_analytics import growth_stage2 as stage2
+
+    student = one_student(
+        np.arange(8), np.array([149, 28, 65, 90, 50, 116, 78, 117]), np.array([60, 16, 37, 45, 32, 62, 39, 67])
+    )
+    pop = population("binomial", 1.30820243608606, 0.203328376137442, 0.704998428528073, 0.102357539979724,
+                     0.52077860782209, n_draws=1)  # fmt: skip
+    students = Students.from_frame(student)
+    terms = stage2._BinomialTerms(
+        students.week[:, None, :], students.n_correct[:, None, :], students.n_attempts[:, None, :],
+        students.mask[:, None, :], pop.intercept, pop.slope, *pop.prior_precision(),
+    )  # fmt: skip
+    # Negative control: plain Newton from the population mean does not converge here.
+    a, b = pop.intercept[None, :].copy(), pop.slope[None, :].copy()
+    for _ in range(stage2.NEWTON_STEPS):
+        step_a, step_b, _ = stage2._newton_step(terms, a, b)
+        a, b = a + step_a, b + step_b
+    assert not stage2._newton_step(terms, a, b)[2][0, 0] < stage2.NEWTON_TOLERANCE
+
+    a, b, weights = stage2.binomial_draws(students, pop, np.random.default_rng(1))
+    result = conditional_posteriors(student, pop, (0, 7), seed=1).iloc[0]
+    assert abs(special.expit(a[0, 0] + 3.5 * b[0, 0]) - 0.5) < 0.15
+    assert 0 < result["slope"] < 0.05 and result["p_goal"] < 0.5
+
+
 def test_gaussian_closed_form_matches_quadrature(student: pd.DataFrame) -> None:
     pop = population("gaussian", 0.45, 0.02, 0.1, 0.015, 0.3, sigma=0.06)
     x, y = student["week"].to_numpy(float), student["accuracy"].to_numpy(float)

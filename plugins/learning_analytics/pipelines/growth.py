@@ -239,6 +239,7 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
             "data": column_table(shard[["user_id", "week", "accuracy", "n_attempts", "n_correct"]]),
             "family": settings.family,
             "iter": settings.iterations,
+            "max_iter": max(settings.max_iterations, settings.iterations),
             "chains": settings.chains,
             "seed": settings.seed + shard_index,
             "adapt_delta": settings.adapt_delta,

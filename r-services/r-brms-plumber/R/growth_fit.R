@@ -52,6 +52,7 @@ parse_fit_request <- function(body) {
     data = data,
     family = family,
     iter = iter,
+    max_iter = scalar_number(body, "max_iter", default = iter, min = iter, max = 20000, integer = TRUE),
     chains = scalar_number(body, "chains", default = 2L, min = 1, max = 8, integer = TRUE),
     seed = scalar_number(body, "seed", default = 1L, min = 0, max = .Machine$integer.max, integer = TRUE),
     warmup = scalar_number(body, "warmup", default = iter %/% 2L, min = 50, max = iter - 50, integer = TRUE),
@@ -191,20 +192,9 @@ user_summary <- function(coefficients, family, week_range) {
   }
 }
 
-fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, max_treedepth,
-                       max_rhat = 1.01, min_ess_bulk = 400) {
-  started_at <- Sys.time()
-  template <- load_template(family)
-  user_ids <- data$user_id[!duplicated(id_key(data$user_id))]
-  user_keys <- id_key(user_ids)
-  week_range <- range(data$week)
-  # Weeks as sent, not centred: centring makes each student's intercept better
-  # determined by their data, which slows the mixing of brms' non-centred group
-  # effects further (measured on 200 students x 12 weeks: bulk ESS of
-  # b_Intercept 61 instead of 139 per 1,000 draws).
-  model_data <- data
-  model_data$user_id <- id_key(data$user_id)
-  fit <- withCallingHandlers(
+# Runs the sampler on the compiled template (no recompilation).
+sample_growth <- function(template, model_data, iter, warmup, chains, seed, adapt_delta, max_treedepth) {
+  withCallingHandlers(
     suppressMessages(stats::update(
       template,
       newdata = model_data,
@@ -221,9 +211,56 @@ fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, ma
     # Sampler warnings (low ESS, divergences) are reported as diagnostics.
     warning = function(w) invokeRestart("muffleWarning")
   )
+}
+
+# Iterations per chain that should reach the ESS target, from a first run that
+# fell short only on ESS or Rhat (more draws fix neither divergences nor a
+# sampler stuck in another mode: those are not extended). ESS grows about
+# linearly with the post-warm-up draws; 25% margin; NULL when no longer run
+# is allowed or needed.
+extended_iterations <- function(diagnostics, iter, warmup, max_iter) {
+  if (diagnostics$converged || diagnostics$divergences > 0 || iter >= max_iter) {
+    return(NULL)
+  }
+  ess_ratio <- diagnostics$min_ess_bulk / max(diagnostics$ess_bulk_min, 1)
+  # Rhat above the bar with enough ESS: twice the draws.
+  draws_factor <- max(ess_ratio * 1.25, 2)
+  as.integer(min(max_iter, warmup + ceiling((iter - warmup) * draws_factor)))
+}
+
+fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, max_treedepth,
+                       max_rhat = 1.01, min_ess_bulk = 400, max_iter = iter) {
+  started_at <- Sys.time()
+  template <- load_template(family)
+  user_ids <- data$user_id[!duplicated(id_key(data$user_id))]
+  user_keys <- id_key(user_ids)
+  week_range <- range(data$week)
+  # Weeks as sent, not centred: centring makes each student's intercept better
+  # determined by their data, which slows the mixing of brms' non-centred group
+  # effects further (measured on 200 students x 12 weeks: bulk ESS of
+  # b_Intercept 61 instead of 139 per 1,000 draws).
+  model_data <- data
+  model_data$user_id <- id_key(data$user_id)
+  fit <- sample_growth(template, model_data, iter, warmup, chains, seed, adapt_delta, max_treedepth)
+  diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
+  iterations_run <- iter
+  # brms' non-centred group effects mix slowly for students with many attempts
+  # (bulk ESS ~140 per 1,000 draws for the population intercept): rather than
+  # a large default for every fit, a fit short of the target is run once more,
+  # longer, and judged on that run alone.
+  longer <- extended_iterations(diagnostics, iter, warmup, max_iter)
+  if (!is.null(longer)) {
+    log_event(
+      "info", "growth fit: not converged, sampling again for longer",
+      reason = diagnostics$reason, iter = iter, extended_iter = longer, max_iter = max_iter
+    )
+    fit <- sample_growth(template, model_data, longer, warmup, chains, seed, adapt_delta, max_treedepth)
+    diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
+    iterations_run <- longer
+  }
+  diagnostics$iterations <- iterations_run
   coefficients <- user_coefficient_draws(fit, user_keys)
   users <- c(list(user_id = user_ids), user_summary(coefficients, family, week_range))
-  diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
   fixed_effects <- fixed_effect_table(fit)
   population <- population_draws(fit)
   model <- list(
@@ -250,7 +287,7 @@ fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, ma
     population_draws = as_columns(as.data.frame(population)),
     binomial_variance_mean = model$binomial_variance_mean,
     settings = list(
-      iter = iter, warmup = warmup, chains = chains, cores = sampling_cores(chains),
+      iter = iter, max_iter = max_iter, warmup = warmup, chains = chains, cores = sampling_cores(chains),
       seed = seed, adapt_delta = adapt_delta, max_treedepth = max_treedepth,
       max_rhat = max_rhat, min_ess_bulk = min_ess_bulk
     )

@@ -89,7 +89,8 @@ predict_growth <- function(model, user_id, week, goal, n_attempts = NULL) {
       expected, model$population[, "sigma"], goal[i], attempts[i], family, model$binomial_variance_mean
     )
     c(
-      p_goal = mean(p_goal),
+      # The mean of probabilities that are all ~1 can round past 1.
+      p_goal = min(1, max(0, mean(p_goal))),
       mean = mean(expected),
       lower = unname(stats::quantile(expected, 0.025)),
       upper = unname(stats::quantile(expected, 0.975)),

@@ -129,3 +129,26 @@ test_that("converged is judged by the request's thresholds and says why not", {
   expect_setequal(names(fit$population_draws), c("intercept", "slope", "sd_intercept", "sd_slope", "cor", "sigma"))
   expect_length(fit$population_draws$slope, 300)
 })
+
+test_that("a fit short of the ESS target is sampled once more, longer, up to max_iter", {
+  simulated <- simulate_learners(12, 5, seed = 32)
+  # 300 iterations (150 draws per chain) cannot give a bulk ESS of 280 from 300 draws.
+  fit <- fit_growth_over_http(
+    simulated$data, iter = 300, max_iter = 1200, chains = 2, seed = 2, min_ess_bulk = 280, adapt_delta = 0.99
+  )
+  expect_gt(fit$diagnostics$iterations, 300)
+  expect_lte(fit$diagnostics$iterations, 1200)
+  expect_equal(fit$settings$max_iter, 1200)
+  # Judged on the longer run alone: its draws are the ones returned.
+  expect_length(fit$population_draws$slope, 2 * (fit$diagnostics$iterations - 150))
+
+  single <- fit_growth_over_http(simulated$data, iter = 300, chains = 2, seed = 2, min_ess_bulk = 280)
+  expect_equal(single$diagnostics$iterations, 300)
+  expect_false(single$diagnostics$converged)
+})
+
+test_that("max_iter below iter is a 400 naming the field", {
+  simulated <- simulate_learners(12, 5, seed = 32)
+  response <- http_fit(brms_service, "/growth/fit", list(data = simulated$data, iter = 500, max_iter = 400))
+  expect_http_error(response, 400L, "max_iter")
+})

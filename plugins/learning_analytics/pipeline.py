@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import pandas as pd
 from airflow.sdk import PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.definitions.dag import DAG
+from airflow.sdk.exceptions import AirflowFailException
 
 from learning_analytics import catalog
 from learning_analytics.alerts import failure_notifiers
@@ -68,6 +69,13 @@ PREPARED_NAME = "prepared.json"
 def fit_poke_interval_s() -> float:
     """Seconds between two polls of a fit job (``LA_FIT_POKE_INTERVAL_S``, default 30)."""
     return float(os.environ.get("LA_FIT_POKE_INTERVAL_S", "30"))
+
+
+def fit_wait_limit_s(pipeline: ModelPipeline[Any]) -> float:
+    """Seconds a fit task waits for its job, counted from its first poke across
+    reschedules (``LA_FIT_WAIT_LIMIT_S``; default twice the model's ``fit_timeout_s``).
+    The task then cancels the job on the service and fails."""
+    return float(os.environ.get("LA_FIT_WAIT_LIMIT_S", pipeline.fit_timeout_s * 2))
 
 
 def default_task_args() -> dict[str, Any]:
@@ -257,6 +265,21 @@ class ModelPipeline(ABC, Generic[SettingsT]):
             return None
         return self.fit_result(service, fit, shard, shard_index, run)
 
+    def cancel_fit(
+        self,
+        service: RServiceHook,
+        shard: pd.DataFrame,
+        shard_index: int,
+        run: RunContext[SettingsT],
+        key_parts: tuple[str, str, str, int],
+    ) -> str | None:
+        """Cancel the shard's fit job (found by its Idempotency-Key); its id, or ``None``
+        when there is no service job (a fit computed in the task)."""
+        request = self.fit_request(shard, shard_index, run)
+        job = service.submit(self.fit_endpoint, request, idempotency_key=idempotency_key(*key_parts, request))
+        service.cancel(job["job_id"])
+        return job["job_id"]
+
     def shard_label(self, shard: pd.DataFrame, shard_index: int) -> str:
         """What a mapped fit task holds, shown as its map index in the UI."""
         unit, members = self.shard_label_words
@@ -349,14 +372,18 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
         @task.sensor(
             mode="reschedule",
             poke_interval=fit_poke_interval_s(),
-            timeout=pipeline.fit_timeout_s * 2,
+            # A margin over our own limit below: the task cancels its job and fails
+            # first, with a message; the sensor's own timeout would leave the job running.
+            timeout=fit_wait_limit_s(pipeline) + 2 * fit_poke_interval_s(),
             execution_timeout=timedelta(minutes=20),
             executor_config=FIT_EXECUTOR_CONFIG,
             map_index_template="{{ shard_label }}",
             doc_md="Submits one shard to the model's R service as a fit job and polls it in "
             "reschedule mode (no worker slot held between polls). The Idempotency-Key "
             "re-attaches every poke and retry to the same job; a 4xx or a service error "
-            "fails the task at once with the service's message. Stages the result.",
+            "fails the task at once with the service's message. A job still unfinished "
+            "after LA_FIT_WAIT_LIMIT_S is cancelled on the service and the task fails. "
+            "Stages the result.",
         )
         def fit(shard_uri: str, shard_index: int) -> PokeReturnValue:
             context = get_current_context()
@@ -372,6 +399,16 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
                 (ti.dag_id, ti.run_id, ti.task_id, ti.map_index),
             )
             if result is None:
+                first_poke = ti.get_first_reschedule_date(context)
+                waited_s = (datetime.now(UTC) - first_poke).total_seconds() if first_poke else 0.0
+                if waited_s + fit_poke_interval_s() > fit_wait_limit_s(pipeline):
+                    job_id = pipeline.cancel_fit(
+                        pipeline.service(), shard, shard_index, run, (ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+                    )
+                    raise AirflowFailException(
+                        f"shard {shard_index}: the fit job {job_id} did not finish within "
+                        f"LA_FIT_WAIT_LIMIT_S={fit_wait_limit_s(pipeline):.0f} s; cancelled it on the service"
+                    )
                 return PokeReturnValue(is_done=False)
             log.info("shard %s (%s rows): fitted", shard_index, len(shard))
             return PokeReturnValue(

@@ -90,7 +90,13 @@ def true_slopes(db: psycopg.Connection) -> dict[int, float]:
 
 @pytest.mark.parametrize(
     ("family", "mode"),
-    [("gaussian", "full"), ("gaussian", "two_stage"), ("gaussian", "sampled"), ("binomial", "full"), ("binomial", "two_stage")],
+    [
+        ("gaussian", "full"),
+        ("gaussian", "two_stage"),
+        ("gaussian", "sampled"),
+        ("binomial", "full"),
+        ("binomial", "two_stage"),
+    ],
 )
 def test_run_converged_with_one_meaning(fitted: dict, family: str, mode: str) -> None:
     """The meta row's `converged` is the service's answer on the judged fit (stage 1, or
@@ -196,10 +202,14 @@ def assert_recovers(result: dict[str, float]) -> None:
     assert result["width_ratio"] <= 0.9, result
 
 
-@pytest.mark.parametrize(("family", "mode"), [("gaussian", "two_stage"), ("gaussian", "sampled"), ("binomial", "two_stage")])
-def test_two_stage_recovers_true_slopes_on_scale(fitted: dict, db: psycopg.Connection, family: str, mode: str) -> None:
+# Not the 70-student sample: with 8 weeks per student it estimates the slope sd with
+# ~25% error (0.0059 and 0.0068 at two seeds vs 0.0085 from everyone, truth 0.0083), and
+# a too-small sd shrinks every slope too far (calibration slope 1.3-1.5): the reason the
+# default stage-1 sample is 600 students (docs/metrics.md).
+@pytest.mark.parametrize("family", ["gaussian", "binomial"])
+def test_two_stage_recovers_true_slopes_on_scale(fitted: dict, db: psycopg.Connection, family: str) -> None:
     truth = true_slopes(db)
-    estimates = fitted["runs"][family, mode]["users"]
+    estimates = fitted["runs"][family, "two_stage"]["users"]
     assert_recovers(recovery(estimates, truth))
 
     # Negative controls: slopes shrunk 60% toward their mean (intervals shrunk too),

@@ -39,7 +39,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from psycopg import sql
 
-from la_testing import DagRunResult, LENIENT_GROWTH_CONF, PLATFORM_TIMEZONE, TEST_LOGICAL_DATE, fetch_all
+from la_testing import LENIENT_GROWTH_CONF, PLATFORM_TIMEZONE, TEST_LOGICAL_DATE, DagRunResult, fetch_all
 from learning_analytics import synthetic
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"

@@ -16,6 +16,10 @@ call its R service, what to write); :func:`build_model_dag` turns it into a DAG:
     job that lost its worker (service restarted) is replaced by a new attempt. The
     finished fit goes through ``fit_result`` and is staged as JSON. More service
     replicas fit more shards at once; a failed shard is retried alone.
+``prepare`` (only for pipelines with ``has_prepare_step``)
+    one step between extract and the mapped fits that needs all shards, e.g. the
+    stage-1 fit of a two-stage model; its small JSON result is staged for the fits
+    and persist (:meth:`ModelPipeline.prepared`).
 ``persist``
     reads every shard's answer and writes all of the run's rows in ONE transaction,
     replacing whatever an earlier run of the same logical date wrote.
@@ -34,6 +38,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import pandas as pd
 from airflow.sdk import PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.definitions.dag import DAG
+from airflow.sdk.exceptions import AirflowFailException
 
 from learning_analytics import catalog
 from learning_analytics.alerts import failure_notifiers
@@ -57,11 +62,20 @@ SHARD_LABEL_KEY = "shard_label"
 #: XCom key of the extract's outcome (skip reason, summary) next to its shard list.
 EXTRACT_OUTCOME_KEY = "extract_outcome"
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+#: Staged name of the prepare step's result.
+PREPARED_NAME = "prepared.json"
 
 
 def fit_poke_interval_s() -> float:
     """Seconds between two polls of a fit job (``LA_FIT_POKE_INTERVAL_S``, default 30)."""
     return float(os.environ.get("LA_FIT_POKE_INTERVAL_S", "30"))
+
+
+def fit_wait_limit_s(pipeline: ModelPipeline[Any]) -> float:
+    """Seconds a fit task waits for its job, counted from its first poke across
+    reschedules (``LA_FIT_WAIT_LIMIT_S``; default twice the model's ``fit_timeout_s``).
+    The task then cancels the job on the service and fails."""
+    return float(os.environ.get("LA_FIT_WAIT_LIMIT_S", pipeline.fit_timeout_s * 2))
 
 
 def default_task_args() -> dict[str, Any]:
@@ -148,6 +162,8 @@ class ModelPipeline(ABC, Generic[SettingsT]):
     fit_timeout_s: ClassVar[float] = 1800.0
     #: Checks on the rows ``persist`` wrote (:mod:`learning_analytics.quality`).
     quality_checks: ClassVar[tuple[TableGate, ...]] = ()
+    #: Whether the DAG runs :meth:`prepare` between extract and the mapped fits.
+    has_prepare_step: ClassVar[bool] = False
 
     @abstractmethod
     def window(self, run_date: date, settings: SettingsT) -> RunWindow:
@@ -186,6 +202,18 @@ class ModelPipeline(ABC, Generic[SettingsT]):
         ``results`` holds one ``fit_result`` per shard (empty when the run was
         skipped); ``extracted`` is ``{"skip_reason": ..., "summary": ...}`` of extract.
         """
+
+    def prepare(
+        self, service: RServiceHook, shards: Sequence[pd.DataFrame], run: RunContext[SettingsT]
+    ) -> dict[str, Any] | None:
+        """Optional step before the mapped fits (``has_prepare_step``): sees every shard,
+        returns a small JSON-able document that :meth:`prepared` gives the fits and persist."""
+        return None
+
+    def prepared(self, run: RunContext[SettingsT]) -> dict[str, Any] | None:
+        """What :meth:`prepare` returned for this run (None if it returned nothing)."""
+        path = RunStaging(run.dag_id, run.run_id).root / PREPARED_NAME
+        return read_json(str(path)) if path.exists() else None
 
     # -- helpers shared by the tasks -------------------------------------------------
 
@@ -236,6 +264,21 @@ class ModelPipeline(ABC, Generic[SettingsT]):
             log.info("shard %s: job %s is %s", shard_index, job["job_id"], job["status"])
             return None
         return self.fit_result(service, fit, shard, shard_index, run)
+
+    def cancel_fit(
+        self,
+        service: RServiceHook,
+        shard: pd.DataFrame,
+        shard_index: int,
+        run: RunContext[SettingsT],
+        key_parts: tuple[str, str, str, int],
+    ) -> str | None:
+        """Cancel the shard's fit job (found by its Idempotency-Key); its id, or ``None``
+        when there is no service job (a fit computed in the task)."""
+        request = self.fit_request(shard, shard_index, run)
+        job = service.submit(self.fit_endpoint, request, idempotency_key=idempotency_key(*key_parts, request))
+        service.cancel(job["job_id"])
+        return job["job_id"]
 
     def shard_label(self, shard: pd.DataFrame, shard_index: int) -> str:
         """What a mapped fit task holds, shown as its map index in the UI."""
@@ -327,14 +370,18 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
         @task.sensor(
             mode="reschedule",
             poke_interval=fit_poke_interval_s(),
-            timeout=pipeline.fit_timeout_s * 2,
+            # A margin over our own limit below: the task cancels its job and fails
+            # first, with a message; the sensor's own timeout would leave the job running.
+            timeout=fit_wait_limit_s(pipeline) + 2 * fit_poke_interval_s(),
             execution_timeout=timedelta(minutes=20),
             executor_config=FIT_EXECUTOR_CONFIG,
             map_index_template="{{ shard_label }}",
             doc_md="Submits one shard to the model's R service as a fit job and polls it in "
             "reschedule mode (no worker slot held between polls). The Idempotency-Key "
             "re-attaches every poke and retry to the same job; a 4xx or a service error "
-            "fails the task at once with the service's message. Stages the result.",
+            "fails the task at once with the service's message. A job still unfinished "
+            "after LA_FIT_WAIT_LIMIT_S is cancelled on the service and the task fails. "
+            "Stages the result.",
         )
         def fit(shard_uri: str, shard_index: int) -> PokeReturnValue:
             context = get_current_context()
@@ -350,6 +397,16 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
                 (ti.dag_id, ti.run_id, ti.task_id, ti.map_index),
             )
             if result is None:
+                first_poke = ti.get_first_reschedule_date(context)
+                waited_s = (datetime.now(UTC) - first_poke).total_seconds() if first_poke else 0.0
+                if waited_s + fit_poke_interval_s() > fit_wait_limit_s(pipeline):
+                    job_id = pipeline.cancel_fit(
+                        pipeline.service(), shard, shard_index, run, (ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+                    )
+                    raise AirflowFailException(
+                        f"shard {shard_index}: the fit job {job_id} did not finish within "
+                        f"LA_FIT_WAIT_LIMIT_S={fit_wait_limit_s(pipeline):.0f} s; cancelled it on the service"
+                    )
                 return PokeReturnValue(is_done=False)
             log.info("shard %s (%s rows): fitted", shard_index, len(shard))
             return PokeReturnValue(
@@ -379,6 +436,29 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             return written
 
         shards = extract()
+        if pipeline.has_prepare_step:
+
+            @task(
+                execution_timeout=timedelta(seconds=pipeline.fit_timeout_s * 2),
+                executor_config=FIT_EXECUTOR_CONFIG,
+                doc_md="Runs the model's step that needs every shard before the mapped fits "
+                "(see the DAG doc) and stages its result; passes the shard list on.",
+            )
+            def prepare(staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                context = get_current_context()
+                run = pipeline.run_context(context)
+                staging = RunStaging(run.dag_id, run.run_id)
+                # Earlier tries of this run may have staged a result: never reuse it.
+                (staging.root / PREPARED_NAME).unlink(missing_ok=True)
+                if staged:
+                    document = pipeline.prepare(
+                        pipeline.service(), [read_frame(shard["shard_uri"]) for shard in staged], run
+                    )
+                    if document is not None:
+                        staging.write_json(PREPARED_NAME.removesuffix(".json"), document)
+                return staged
+
+            shards = prepare(shards)
         persisted = persist(fit.expand_kwargs(shards))
         persisted >> gate_tasks(pipeline.quality_checks)
 

@@ -264,6 +264,15 @@ class GrowthSettings(ModelSettings):
         "LOOKBACK_WEEKS", 8, "Complete weeks of history before the logical date.", minimum=2, maximum=104
     )
     iterations: int = setting("BRMS_ITER", 1000, "Iterations per chain (half warm-up).", minimum=200, maximum=20000)
+    max_iterations: int = setting(
+        "BRMS_MAX_ITER",
+        5000,
+        "A brms fit that misses BRMS_MIN_ESS or BRMS_MAX_RHAT without divergences is sampled once "
+        "more, for as many iterations per chain as its ESS says are needed, at most this many "
+        "(set it to BRMS_ITER for a single run).",
+        minimum=200,
+        maximum=20000,
+    )
     chains: int = setting("BRMS_CHAINS", 2, "MCMC chains per shard.", minimum=1, maximum=8)
     family: str = setting(
         "BRMS_FAMILY",
@@ -272,18 +281,55 @@ class GrowthSettings(ModelSettings):
         choices=("gaussian", "binomial"),
     )
     metrics_use_bayesian: bool = _metrics_use_bayesian()
+    fit_mode: str = setting(
+        "BRMS_FIT_MODE",
+        "two_stage",
+        "two_stage: brms on a stratified sample (stage 1), then every student's posterior given the "
+        "population draws, in chunks (stage 2); full: a brms fit of every student (in shards of "
+        "BRMS_SHARD_SIZE), for small populations and validation.",
+        choices=("two_stage", "full"),
+    )
+    stage1_students: int = setting(
+        "BRMS_STAGE1_STUDENTS",
+        600,
+        "two_stage: students in the stage-1 brms fit (stratified sample; the whole population if smaller).",
+        minimum=20,
+        maximum=20000,
+    )
+    stage2_draws: int = setting(
+        "BRMS_STAGE2_DRAWS",
+        400,
+        "two_stage: population draws (evenly thinned) each student's posterior is computed for.",
+        minimum=50,
+        maximum=10000,
+    )
+    chunk_size: int = setting(
+        "BRMS_CHUNK_SIZE",
+        10000,
+        "two_stage: students per stage-2 chunk; chunks are mapped tasks.",
+        minimum=100,
+        maximum=1000000,
+    )
     shard_size: int = setting(
-        "BRMS_SHARD_SIZE", 200, "Students per shard; shards are fitted as mapped tasks.", minimum=20, maximum=5000
+        "BRMS_SHARD_SIZE",
+        200,
+        "full: students per brms fit; shards are fitted as mapped tasks (no pooling across shards).",
+        minimum=20,
+        maximum=100000,
     )
     adapt_delta: float = setting(
         "BRMS_ADAPT_DELTA", 0.95, "Stan target acceptance rate (higher: fewer divergences).", minimum=0.5, maximum=0.999
     )
     max_rhat: float = setting(
         "BRMS_MAX_RHAT",
-        1.05,
-        "A shard with a larger max Rhat (over all parameters), or any divergence, fails diagnostics.",
+        1.01,
+        "A fit converged when max Rhat over the population parameters is at most this, their bulk "
+        "ESS at least BRMS_MIN_ESS and no transition diverged; otherwise no P is written.",
         minimum=1.0,
         maximum=2.0,
+    )
+    min_ess: int = setting(
+        "BRMS_MIN_ESS", 400, "Minimum bulk ESS of the population parameters (see BRMS_MAX_RHAT).", minimum=1
     )
     min_students: int = setting(
         "BRMS_MIN_STUDENTS", 20, "Skip the fit when fewer students have data.", minimum=2, maximum=100000

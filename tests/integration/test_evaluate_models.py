@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from la_testing import TEST_LOGICAL_DATE, fetch_all, table_snapshot
+from la_testing import LENIENT_GROWTH_CONF, TEST_LOGICAL_DATE, fetch_all, table_snapshot
 from learning_analytics import synthetic
 from learning_analytics.catalog import model_output_tables
 
@@ -35,8 +35,7 @@ GROWTH_CONF = {
     "BRMS_ITER": 400,
     "BRMS_CHAINS": 1,
     "GOAL_HORIZON_WEEKS": 4,
-    "BRMS_MAX_RHAT": 1.5,
-    "BRMS_ADAPT_DELTA": 0.99,
+    **LENIENT_GROWTH_CONF,
 }
 #: ~80 scored students: calibration bins of 5+ are judged (the default 30 needs 300).
 EVALUATION_CONF = {"EVAL_MIN_BIN_STUDENTS": 5, "EVAL_CALIBRATION_BINS": 5}

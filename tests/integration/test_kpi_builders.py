@@ -6,8 +6,10 @@ import math
 from collections.abc import Iterator
 from datetime import date
 
+import numpy as np
 import psycopg
 import pytest
+from scipy import special, stats
 
 from la_testing import TEST_LOGICAL_DATE, fetch_all
 from learning_analytics.kpi import build_features_topic_daily, build_weekly_kpi, features_window, kpi_window
@@ -70,12 +72,69 @@ def test_weekly_kpi_numbers(db: psycopg.Connection) -> None:
     assert rows[(2, date(2026, 11, 16))][:5] == (2, 1, 0.5, 2, 150)
     assert rows[(2, date(2026, 11, 16))][5] == pytest.approx(i_t(1, 2))
 
-    # Simple P with fewer than 3 weeks of history: pooled accuracy and its binomial
-    # standard error against the goal. Student 1 in week 16 Nov: 3/4 correct over the
-    # last 8 weeks (the October attempt is outside the KPI rows, so not counted).
-    pooled, se, goal = 3 / 4, math.sqrt(0.75 * 0.25 / 4), 0.8
-    expected_p = 1 / (1 + math.exp(-1.702 * (pooled - goal) / se))
-    assert rows[(1, date(2026, 11, 16))][6:] == (pytest.approx(expected_p), "simple")
+    # Fewer than 3 weeks with attempts in the history: no simple P, and the reason.
+    reasons = dict(fetch_all(db, "SELECT user_id || ' ' || week_start, p_null_reason FROM weekly_kpi"))
+    assert all(row[6:] == (None, None) for row in rows.values())
+    assert set(reasons.values()) == {"too_little_history"}
+
+
+GOAL_ATTEMPTS = [
+    # user 3 (goal 0.7, exam week 7 Dec): weeks 2, 9, 16 Nov with 2/4, 3/5, 5/6 correct;
+    # user 4: attempts only in the week of 26 Oct.
+    *[(3, "2026-11-03", c) for c in (True, True, False, False)],
+    *[(3, "2026-11-10", c) for c in (True, True, True, False, False)],
+    *[(3, "2026-11-17", c) for c in (True, True, True, True, True, False)],
+    *[(4, "2026-10-27", c) for c in (True, False, True)],
+]
+
+
+@pytest.fixture
+def goal_history(db: psycopg.Connection) -> None:
+    with db.cursor() as cur:
+        cur.execute("TRUNCATE students, topics, questions, attempt_log RESTART IDENTITY CASCADE")
+        cur.execute("INSERT INTO topics VALUES (1, 'algebra')")
+        cur.execute("INSERT INTO questions VALUES (10, 1, 0.0)")
+        cur.execute(
+            "INSERT INTO students VALUES (3, '2026-09-01', 0.7, '2026-12-09'), (4, '2026-09-01', 0.7, '2026-12-09')"
+        )
+        cur.executemany(
+            "INSERT INTO attempt_log VALUES (%s, %s, 10, 1, %s, 30, %s::timestamptz)",
+            [(i + 1, user, correct, f"{day} 10:00:00+00") for i, (user, day, correct) in enumerate(GOAL_ATTEMPTS)],
+        )
+
+
+@pytest.mark.usefixtures("goal_history")
+def test_simple_p_is_a_predictive_probability_of_the_observed_accuracy(db: psycopg.Connection) -> None:
+    """Student 3 in the week of 16 Nov, computed by hand from docs/metrics.md: weighted
+    least squares on empirical logits, projected 3 weeks to the exam week, binomial
+    predictive at the usual 5 attempts (the goal 0.7 needs 4 of 5 correct). Student 4
+    stopped after 26 Oct: no P, with the reason."""
+    settings = KpiSettings.from_params({"KPI_LOOKBACK_WEEKS": 4}, {})
+    build_weekly_kpi(Warehouse(), kpi_window(TEST_LOGICAL_DATE, settings), settings)
+    x, k, n = np.array([-2.0, -1.0, 0.0]), np.array([2.0, 3.0, 5.0]), np.array([4.0, 5.0, 6.0])
+    z = np.log((k + 0.5) / (n - k + 0.5))
+    w = 1 / (1 / (k + 0.5) + 1 / (n - k + 0.5))
+    slope, intercept = np.polyfit(x, z, 1, w=np.sqrt(w))
+    x_mean = np.average(x, weights=w)
+    sxx = np.sum(w * (x - x_mean) ** 2)
+    phi = max(1.0, np.sum(w * (z - intercept - slope * x) ** 2) / 1)
+    eta = intercept + slope * 3
+    m, needed = 5, 4
+    expected = special.expit(eta)
+    variance = phi * (1 / w.sum() + (3 - x_mean) ** 2 / sxx) + phi * (
+        1 / (m * expected + 0.5) + 1 / (m * (1 - expected) + 0.5)
+    )
+    p = stats.norm.cdf((eta - np.log(needed / (m - needed + 1))) / np.sqrt(variance))
+    rows = {
+        (user, week): rest
+        for user, week, *rest in fetch_all(
+            db, "SELECT user_id, week_start, p, p_source, p_target_week, p_null_reason FROM weekly_kpi"
+        )
+    }
+    assert rows[3, date(2026, 11, 16)] == [pytest.approx(p, abs=1e-6), "simple", date(2026, 12, 7), None]
+    assert rows[4, date(2026, 11, 2)] == [None, None, None, "no_attempts_in_week"]
+    assert rows[4, date(2026, 11, 9)] == [None, None, None, "inactive_14_days"]
+    assert rows[4, date(2026, 11, 16)][3] == "inactive_14_days"
 
 
 @pytest.mark.usefixtures("hand_made_history")

@@ -177,6 +177,28 @@ def test_service_killed_mid_job_and_restarted_the_run_completes_with_one_fit_per
     assert any(len(jobs) > 1 for jobs in by_key.values()), "the kill hit no job"
 
 
+def test_a_fit_task_past_its_wait_limit_cancels_its_job_and_fails_saying_so(
+    population: None, run_dag: Callable[..., DagRunResult]
+) -> None:
+    """A growth shard whose job outlives LA_FIT_WAIT_LIMIT_S: the fit task cancels the job
+    on the service (it would otherwise keep a worker busy for nobody) and fails with the
+    limit in its message, without retries."""
+    earlier = {job["job_id"] for job in jobs_with_key_prefix("r-brms-plumber", "fit_bayesian_growth/")}
+    result = run_dag(
+        "fit_bayesian_growth",
+        conf={"BRMS_FIT_MODE": "full", "BRMS_ITER": 4000, "BRMS_SHARD_SIZE": 1000},
+        env={"LA_FIT_WAIT_LIMIT_S": "5", "LA_FIT_POKE_INTERVAL_S": "2", "LA_TASK_RETRIES": "2"},
+    )
+    assert not result.succeeded
+    assert "did not finish within LA_FIT_WAIT_LIMIT_S=5 s; cancelled it on the service" in result.output
+    ours = [
+        job for job in jobs_with_key_prefix("r-brms-plumber", "fit_bayesian_growth/") if job["job_id"] not in earlier
+    ]
+    # One job (no retry submitted another), cancelled while it ran.
+    assert [(job["status"], job["attempt"]) for job in ours] == [("cancelled", 1)], ours
+    assert result.outcome is not None and result.outcome.task_states["fit[0]"] == "failed", result.outcome
+
+
 # -- warehouse limits ------------------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ import psycopg
 import pytest
 import requests
 
-from la_testing import TEST_LOGICAL_DATE, fetch_all
+from la_testing import LENIENT_GROWTH_CONF, TEST_LOGICAL_DATE, fetch_all
 from learning_analytics import synthetic
 from learning_analytics.catalog import model_output_tables
 from learning_analytics.evaluation import EVALUATORS, MODELS, EvaluationWindow, persist_evaluation
@@ -66,15 +66,7 @@ MODEL_RUN_GROUPS = (
         (
             "fit_bayesian_growth",
             T,
-            # Lenient diagnostics: a small fit must not fail its quality gate here.
-            {
-                "LOOKBACK_WEEKS": 6,
-                "BRMS_ITER": 400,
-                "BRMS_CHAINS": 1,
-                "GOAL_HORIZON_WEEKS": 4,
-                "BRMS_MAX_RHAT": 1.5,
-                "BRMS_ADAPT_DELTA": 0.99,
-            },
+            {"LOOKBACK_WEEKS": 6, "BRMS_ITER": 400, "BRMS_CHAINS": 1, "GOAL_HORIZON_WEEKS": 4, **LENIENT_GROWTH_CONF},
         ),
         ("forecast_prophet", T, {}),
         ("cluster_segments", T - timedelta(weeks=2), {}),

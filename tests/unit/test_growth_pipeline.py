@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from learning_analytics.pipeline import chunk_by_key, column_table, frame_from_columns
-from learning_analytics.pipelines.growth import combine_fixed_effects, shard_passes
+from learning_analytics.pipelines.growth import combine_fixed_effects
 
 
 def test_combination_weights_shards_by_precision() -> None:
@@ -28,19 +28,6 @@ def test_combination_weights_shards_by_precision() -> None:
 def test_combination_of_one_shard_is_that_shard() -> None:
     (intercept,) = combine_fixed_effects([[{"term": "Intercept", "estimate": 0.5, "est_error": 0.01}]])
     assert (intercept["estimate"], intercept["est_error"]) == (0.5, 0.01)
-
-
-@pytest.mark.parametrize(
-    ("diagnostics", "expected"),
-    [
-        ({"rhat_max": 1.004, "divergences": 0}, True),
-        ({"rhat_max": 1.2, "divergences": 0}, False),
-        ({"rhat_max": 1.004, "divergences": 3}, False),
-        ({"rhat_max": None, "divergences": 0}, False),
-    ],
-)
-def test_shard_diagnostics_gate(diagnostics: dict, expected: bool) -> None:
-    assert shard_passes(diagnostics, max_rhat=1.05) is expected
 
 
 def test_chunks_bound_keys_keep_each_key_whole_and_are_deterministic() -> None:

@@ -2,7 +2,8 @@
 -- each student's target week (from the attempt view) and the baselines' inputs.
 -- Parameters: run_dates (date[]), outcome_end (exclusive: nothing on or after it is read).
 --
--- target_week_start  Monday of the week P(goal) is about (window_start + 7 * target_week);
+-- target_week_start  Monday of the week P(goal) is about (stored by the run; older rows:
+--                    window_start + 7 * target_week);
 --                    rows whose target week is not closed by outcome_end are left out,
 --                    and so are targets inside the run's own window (not a prediction).
 -- n_attempts/n_correct  the student's attempts in the target week (0: no observation).
@@ -18,7 +19,7 @@ WITH predictions AS (
            u.p_goal,
            u.slope,
            u.goal,
-           m.window_start + 7 * u.target_week AS target_week_start
+           coalesce(u.target_week_start, m.window_start + 7 * u.target_week) AS target_week_start
     FROM growth_brms_user AS u
     JOIN growth_brms_meta AS m USING (run_date)
     WHERE u.run_date = ANY(%(run_dates)s::date[])

@@ -14,14 +14,20 @@ SELECT 'weekly_kpi', count(*),
 FROM weekly_kpi
 UNION ALL
 SELECT 'growth_brms_meta', count(*),
-       coalesce(max(format('status %%s, %%s students in %%s shards, weekly slope %%s [%%s, %%s], max Rhat %%s, %%s divergences',
-                           status, n_users, n_shards, round(slope::numeric, 4), round(slope_lower::numeric, 4),
-                           round(slope_upper::numeric, 4), round(rhat_max::numeric, 3), divergences)), 'no run')
+       coalesce(max(format('%%s (%%s), %%s, %%s students in %%s %%s, weekly slope %%s [%%s, %%s], max Rhat %%s, min bulk ESS %%s, %%s divergences%%s',
+                           CASE WHEN converged THEN 'converged' ELSE 'NOT converged' END, status, fit_mode, n_users,
+                           n_shards, CASE WHEN fit_mode = 'two_stage' THEN 'stage-2 chunks' ELSE 'shards' END,
+                           round(slope::numeric, 4), round(slope_lower::numeric, 4), round(slope_upper::numeric, 4),
+                           round(rhat_max::numeric, 3), round(ess_bulk_min::numeric), divergences,
+                           coalesce(': ' || message, ''))), 'no run')
 FROM growth_brms_meta WHERE run_date = %(run_date)s
 UNION ALL
 SELECT 'growth_brms_user', count(*),
-       format('median P(goal) %%s; %%s students above 0.5',
-              round((percentile_cont(0.5) WITHIN GROUP (ORDER BY p_goal))::numeric, 3), count(*) FILTER (WHERE p_goal > 0.5))
+       format('median P(goal) %%s; %%s students above 0.5; no P: %%s inactive 14 days, %%s no attempts in the week, %%s diagnostics failed',
+              round((percentile_cont(0.5) WITHIN GROUP (ORDER BY p_goal))::numeric, 3), count(*) FILTER (WHERE p_goal > 0.5),
+              count(*) FILTER (WHERE p_null_reason = 'inactive_14_days'),
+              count(*) FILTER (WHERE p_null_reason = 'no_attempts_in_week'),
+              count(*) FILTER (WHERE p_null_reason = 'diagnostics_failed'))
 FROM growth_brms_user WHERE run_date = %(run_date)s
 UNION ALL
 SELECT 'prophet_fit_meta', count(*),

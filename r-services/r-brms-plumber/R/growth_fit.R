@@ -33,6 +33,11 @@ parse_fit_request <- function(body) {
     }
   } else {
     data$accuracy <- check_probability_column(table, "accuracy")
+    # Optional for gaussian: the weekly attempts put each student's own sampling
+    # noise into the goal probability (see growth_predict.R).
+    if ("n_attempts" %in% names(table)) {
+      data$n_attempts <- check_numeric_column(table, "n_attempts", min = 1, max = 1e6, integer = TRUE)
+    }
   }
   weeks_per_user <- tapply(data$week, id_key(data$user_id), function(weeks) length(unique(weeks)))
   n_users_with_trend <- sum(weeks_per_user >= min_fit_weeks)
@@ -47,11 +52,14 @@ parse_fit_request <- function(body) {
     data = data,
     family = family,
     iter = iter,
+    max_iter = scalar_number(body, "max_iter", default = iter, min = iter, max = 20000, integer = TRUE),
     chains = scalar_number(body, "chains", default = 2L, min = 1, max = 8, integer = TRUE),
     seed = scalar_number(body, "seed", default = 1L, min = 0, max = .Machine$integer.max, integer = TRUE),
     warmup = scalar_number(body, "warmup", default = iter %/% 2L, min = 50, max = iter - 50, integer = TRUE),
     adapt_delta = scalar_number(body, "adapt_delta", default = 0.95, min = 0.5, max = 0.999),
-    max_treedepth = scalar_number(body, "max_treedepth", default = 10L, min = 5, max = 15, integer = TRUE)
+    max_treedepth = scalar_number(body, "max_treedepth", default = 10L, min = 5, max = 15, integer = TRUE),
+    max_rhat = scalar_number(body, "max_rhat", default = 1.01, min = 1, max = 2),
+    min_ess_bulk = scalar_number(body, "min_ess_bulk", default = 400, min = 1, max = 1e6)
   )
 }
 
@@ -66,6 +74,8 @@ user_coefficient_draws <- function(fit, user_keys) {
   draws[, user_keys, c("Intercept", "week"), drop = FALSE]
 }
 
+# Draws x population parameters (link scale); sigma is NA for binomial. The
+# two-stage fit draws every student's effects from these (docs/metrics.md).
 population_draws <- function(fit) {
   draws <- posterior::as_draws_df(fit)
   cbind(
@@ -73,28 +83,57 @@ population_draws <- function(fit) {
     slope = draws$b_week,
     sd_intercept = draws$sd_user_id__Intercept,
     sd_slope = draws$sd_user_id__week,
-    cor = draws$cor_user_id__Intercept__week
+    cor = draws$cor_user_id__Intercept__week,
+    sigma = if ("sigma" %in% names(draws)) draws$sigma else NA_real_
   )
 }
 
-# Rhat and bulk ESS over the parameters that the response depends on:
-# population effects, group sds and correlation, residual sd, and every
-# student's effects.
-fit_diagnostics <- function(fit) {
+# Mean binomial variance acc (1 - acc) / n of the observed weekly accuracies:
+# the part of the gaussian residual variance that is sampling noise at the
+# attempts students made (NULL without n_attempts).
+binomial_variance_mean <- function(data) {
+  if (is.null(data$n_attempts)) NULL else mean(data$accuracy * (1 - data$accuracy) / data$n_attempts)
+}
+
+# Each student's usual weekly attempts: the median over their weeks in the
+# data (NULL without n_attempts).
+usual_attempts <- function(data, user_keys) {
+  if (is.null(data$n_attempts)) {
+    return(NULL)
+  }
+  medians <- tapply(data$n_attempts, id_key(data$user_id), stats::median)
+  unname(medians[user_keys])
+}
+
+# The one meaning of "converged": over the population parameters as sampled
+# (fixed effects, group sds and correlation, residual sd), max Rhat <= max_rhat,
+# min bulk ESS >= min_ess_bulk and no divergent transition. Per-student effects
+# are not judged: the two-stage fit computes them from the population draws, and
+# the full fit is judged the same way so that both paths say the same thing.
+fit_diagnostics <- function(fit, max_rhat, min_ess_bulk) {
   draws <- as.array(fit$fit)
-  parameters <- grep("^(b_|sd_|cor_|sigma$|r_)", dimnames(draws)[[3]], value = TRUE)
+  parameters <- grep("^(b_|sd_|cor_|sigma$)", dimnames(draws)[[3]], value = TRUE)
   rhats <- vapply(parameters, function(p) posterior::rhat(draws[, , p]), numeric(1))
   ess <- vapply(parameters, function(p) posterior::ess_bulk(draws[, , p]), numeric(1))
   divergences <- rstan::get_num_divergent(fit$fit)
-  treedepth_hits <- rstan::get_num_max_treedepth(fit$fit)
   rhat_max <- max(rhats, na.rm = TRUE)
   ess_bulk_min <- min(ess, na.rm = TRUE)
+  failures <- c(
+    if (!(rhat_max <= max_rhat)) sprintf("max Rhat %.3f > %.3f (%s)", rhat_max, max_rhat, names(which.max(rhats))),
+    if (!(ess_bulk_min >= min_ess_bulk)) {
+      sprintf("min bulk ESS %.0f < %.0f (%s)", ess_bulk_min, min_ess_bulk, names(which.min(ess)))
+    },
+    if (divergences > 0) sprintf("%d divergent transitions", divergences)
+  )
   list(
     rhat_max = rhat_max,
     ess_bulk_min = ess_bulk_min,
     divergences = divergences,
-    max_treedepth_hits = treedepth_hits,
-    converged = rhat_max <= 1.01 && divergences == 0 && ess_bulk_min >= 100
+    max_treedepth_hits = rstan::get_num_max_treedepth(fit$fit),
+    max_rhat = max_rhat,
+    min_ess_bulk = min_ess_bulk,
+    converged = length(failures) == 0,
+    reason = if (length(failures) > 0) paste(failures, collapse = "; ") else NULL
   )
 }
 
@@ -115,9 +154,10 @@ fixed_effect_table <- function(fit) {
 }
 
 # Per-user intercept (expected accuracy at week 0) and slope (expected change
-# in accuracy per week) on the accuracy scale, as posterior means. For the
-# binomial family the slope is the average weekly change of the expected
-# accuracy over the fitted week range; the logit-scale values are returned too.
+# in accuracy per week) on the accuracy scale: posterior means and the 95%
+# interval of the slope. For the binomial family the slope is the average weekly
+# change of the expected accuracy over the fitted week range; the logit-scale
+# values are returned too.
 user_summary <- function(coefficients, family, week_range) {
   intercept_link <- coefficients[, , "Intercept", drop = TRUE]
   slope_link <- coefficients[, , "week", drop = TRUE]
@@ -125,29 +165,33 @@ user_summary <- function(coefficients, family, week_range) {
     intercept_link <- matrix(intercept_link, ncol = dim(coefficients)[2])
     slope_link <- matrix(slope_link, ncol = dim(coefficients)[2])
   }
+  quantile_of <- function(draws, q) apply(draws, 2, stats::quantile, probs = q, names = FALSE)
   if (family == "binomial") {
     span <- diff(week_range)
     start <- stats::plogis(intercept_link + slope_link * week_range[1])
     end <- stats::plogis(intercept_link + slope_link * week_range[2])
+    slope <- (end - start) / span
     list(
       intercept = colMeans(stats::plogis(intercept_link)),
-      slope = colMeans((end - start) / span),
+      slope = colMeans(slope),
+      slope_lower = quantile_of(slope, 0.025),
+      slope_upper = quantile_of(slope, 0.975),
       intercept_logit = colMeans(intercept_link),
       slope_logit = colMeans(slope_link)
     )
   } else {
-    list(intercept = colMeans(intercept_link), slope = colMeans(slope_link))
+    list(
+      intercept = colMeans(intercept_link),
+      slope = colMeans(slope_link),
+      slope_lower = quantile_of(slope_link, 0.025),
+      slope_upper = quantile_of(slope_link, 0.975)
+    )
   }
 }
 
-fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, max_treedepth) {
-  started_at <- Sys.time()
-  template <- load_template(family)
-  user_ids <- data$user_id[!duplicated(id_key(data$user_id))]
-  user_keys <- id_key(user_ids)
-  model_data <- data
-  model_data$user_id <- id_key(data$user_id)
-  fit <- withCallingHandlers(
+# Runs the sampler on the compiled template (no recompilation).
+sample_growth <- function(template, model_data, iter, warmup, chains, seed, adapt_delta, max_treedepth) {
+  withCallingHandlers(
     suppressMessages(stats::update(
       template,
       newdata = model_data,
@@ -164,16 +208,65 @@ fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, ma
     # Sampler warnings (low ESS, divergences) are reported as diagnostics.
     warning = function(w) invokeRestart("muffleWarning")
   )
-  coefficients <- user_coefficient_draws(fit, user_keys)
+}
+
+# Iterations per chain that should reach the ESS target, from a first run that
+# fell short only on ESS or Rhat (more draws fix neither divergences nor a
+# sampler stuck in another mode: those are not extended). ESS grows about
+# linearly with the post-warm-up draws; 25% margin; NULL when no longer run
+# is allowed or needed.
+extended_iterations <- function(diagnostics, iter, warmup, max_iter) {
+  if (diagnostics$converged || diagnostics$divergences > 0 || iter >= max_iter) {
+    return(NULL)
+  }
+  ess_ratio <- diagnostics$min_ess_bulk / max(diagnostics$ess_bulk_min, 1)
+  # Rhat above the bar with enough ESS: twice the draws.
+  draws_factor <- max(ess_ratio * 1.25, 2)
+  as.integer(min(max_iter, warmup + ceiling((iter - warmup) * draws_factor)))
+}
+
+fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, max_treedepth,
+                       max_rhat = 1.01, min_ess_bulk = 400, max_iter = iter) {
+  started_at <- Sys.time()
+  template <- load_template(family)
+  user_ids <- data$user_id[!duplicated(id_key(data$user_id))]
+  user_keys <- id_key(user_ids)
   week_range <- range(data$week)
+  # Weeks as sent, not centred: centring makes each student's intercept better
+  # determined by their data, which slows the mixing of brms' non-centred group
+  # effects further (measured on 200 students x 12 weeks: bulk ESS of
+  # b_Intercept 61 instead of 139 per 1,000 draws).
+  model_data <- data
+  model_data$user_id <- id_key(data$user_id)
+  fit <- sample_growth(template, model_data, iter, warmup, chains, seed, adapt_delta, max_treedepth)
+  diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
+  iterations_run <- iter
+  # brms' non-centred group effects mix slowly for students with many attempts
+  # (bulk ESS ~140 per 1,000 draws for the population intercept): rather than
+  # a large default for every fit, a fit short of the target is run once more,
+  # longer, and judged on that run alone.
+  longer <- extended_iterations(diagnostics, iter, warmup, max_iter)
+  if (!is.null(longer)) {
+    log_event(
+      "info", "growth fit: not converged, sampling again for longer",
+      reason = diagnostics$reason, iter = iter, extended_iter = longer, max_iter = max_iter
+    )
+    fit <- sample_growth(template, model_data, longer, warmup, chains, seed, adapt_delta, max_treedepth)
+    diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
+    iterations_run <- longer
+  }
+  diagnostics$iterations <- iterations_run
+  coefficients <- user_coefficient_draws(fit, user_keys)
   users <- c(list(user_id = user_ids), user_summary(coefficients, family, week_range))
-  diagnostics <- fit_diagnostics(fit)
   fixed_effects <- fixed_effect_table(fit)
+  population <- population_draws(fit)
   model <- list(
     family = family,
     user_keys = user_keys,
     coefficients = coefficients,
-    population = population_draws(fit),
+    population = population,
+    usual_attempts = usual_attempts(data, user_keys),
+    binomial_variance_mean = binomial_variance_mean(data),
     week_range = week_range,
     diagnostics = diagnostics,
     fixed_effects = fixed_effects
@@ -188,9 +281,12 @@ fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, ma
     n_users = length(user_ids),
     elapsed_s = round(as.numeric(difftime(Sys.time(), started_at, units = "secs")), 3),
     users = as_columns(as.data.frame(users, stringsAsFactors = FALSE)),
+    population_draws = as_columns(as.data.frame(population)),
+    binomial_variance_mean = model$binomial_variance_mean,
     settings = list(
-      iter = iter, warmup = warmup, chains = chains, cores = sampling_cores(chains),
-      seed = seed, adapt_delta = adapt_delta, max_treedepth = max_treedepth
+      iter = iter, max_iter = max_iter, warmup = warmup, chains = chains, cores = sampling_cores(chains),
+      seed = seed, adapt_delta = adapt_delta, max_treedepth = max_treedepth,
+      max_rhat = max_rhat, min_ess_bulk = min_ess_bulk
     )
   )
 }

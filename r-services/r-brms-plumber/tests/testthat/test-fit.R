@@ -98,3 +98,57 @@ test_that("fitted per-user slopes recover the true ones", {
   expect_lt(fit$diagnostics$rhat_max, 1.05)
   expect_equal(fit$diagnostics$divergences, 0L)
 })
+
+test_that("p_goal is about one observed week at the given attempts, and bounded", {
+  simulated <- simulate_learners(15, 5, seed = 31)
+  fit <- fit_growth_over_http(simulated$data, family = "binomial", iter = 400, chains = 2, seed = 2)
+  user <- simulated$data$user_id[1]
+  predict_at <- function(attempts, goal = 0.5) {
+    http_post(brms_service, "/growth/predict", list(
+      model_id = fit$model_id,
+      data = list(user_id = I(user), week = I(6), goal = I(goal), n_attempts = I(attempts))
+    ))$json
+  }
+  # One attempt: the week's accuracy is 0 or 1, so P(accuracy >= 0.5) is exactly the
+  # expected accuracy; an expected-accuracy probability (the old meaning) is not.
+  one <- predict_at(1)
+  expect_equal(one$p_goal, one$mean, tolerance = 1e-9)
+  many <- predict_at(2000)
+  expect_false(isTRUE(all.equal(many$p_goal, one$p_goal, tolerance = 1e-3)))
+  expect_true(all(c(one$lower, many$upper) >= 0 & c(one$lower, many$upper) <= 1))
+  expect_equal(predict_at(20, goal = 0)$p_goal, 1)
+})
+
+test_that("converged is judged by the request's thresholds and says why not", {
+  simulated <- simulate_learners(12, 5, seed = 32)
+  fit <- fit_growth_over_http(simulated$data, iter = 300, chains = 2, seed = 2, min_ess_bulk = 1e6)
+  expect_false(fit$diagnostics$converged)
+  expect_match(fit$diagnostics$reason, "min bulk ESS", fixed = TRUE)
+  expect_equal(fit$diagnostics$min_ess_bulk, 1e6)
+  expect_equal(fit$diagnostics$max_rhat, 1.01)
+  expect_setequal(names(fit$population_draws), c("intercept", "slope", "sd_intercept", "sd_slope", "cor", "sigma"))
+  expect_length(fit$population_draws$slope, 300)
+})
+
+test_that("a fit short of the ESS target is sampled once more, longer, up to max_iter", {
+  simulated <- simulate_learners(12, 5, seed = 32)
+  # 300 iterations (150 draws per chain) cannot give a bulk ESS of 280 from 300 draws.
+  fit <- fit_growth_over_http(
+    simulated$data, iter = 300, max_iter = 1200, chains = 2, seed = 2, min_ess_bulk = 280, adapt_delta = 0.99
+  )
+  expect_gt(fit$diagnostics$iterations, 300)
+  expect_lte(fit$diagnostics$iterations, 1200)
+  expect_equal(fit$settings$max_iter, 1200)
+  # Judged on the longer run alone: its draws are the ones returned.
+  expect_length(fit$population_draws$slope, 2 * (fit$diagnostics$iterations - 150))
+
+  single <- fit_growth_over_http(simulated$data, iter = 300, chains = 2, seed = 2, min_ess_bulk = 280)
+  expect_equal(single$diagnostics$iterations, 300)
+  expect_false(single$diagnostics$converged)
+})
+
+test_that("max_iter below iter is a 400 naming the field", {
+  simulated <- simulate_learners(12, 5, seed = 32)
+  response <- http_fit(brms_service, "/growth/fit", list(data = simulated$data, iter = 500, max_iter = 400))
+  expect_http_error(response, 400L, "max_iter")
+})

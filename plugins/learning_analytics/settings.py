@@ -329,7 +329,11 @@ class GrowthSettings(ModelSettings):
         maximum=2.0,
     )
     min_ess: int = setting(
-        "BRMS_MIN_ESS", 400, "Minimum bulk ESS of the population parameters (see BRMS_MAX_RHAT).", minimum=1
+        "BRMS_MIN_ESS",
+        400,
+        "Minimum bulk ESS of the population parameters (see BRMS_MAX_RHAT).",
+        minimum=1,
+        maximum=1000000,
     )
     min_students: int = setting(
         "BRMS_MIN_STUDENTS", 20, "Skip the fit when fewer students have data.", minimum=2, maximum=100000

@@ -12,7 +12,7 @@
 #* Answers 202 with a job (GET /jobs/<job_id> for status and result).
 #* @post /growth/fit
 function(req, res) {
-  request <- parse_fit_request(request_body(req))
+  request <- parse_growth_fit_request(request_body(req))
   do.call(submit_job, c(list(req, res, "fit_growth"), request))
 }
 
@@ -22,6 +22,6 @@ function(req, res) {
 #* student's usual weekly attempts in the fit), >= goal).
 #* @post /growth/predict
 function(req) {
-  request <- parse_predict_request(request_body(req))
+  request <- parse_growth_predict_request(request_body(req))
   predict_growth(request$model, request$user_id, request$week, request$goal, request$n_attempts)
 }

@@ -53,6 +53,9 @@ MAX_GROWTH_SHARDS = 1_000_000
 REQUEST_FIELDS: tuple[RequestField, ...] = (
     # pipelines/growth.py GrowthPipeline.fit_request
     RequestField(GrowthSettings, "BRMS_ITER", "r-brms-plumber", "GrowthFitRequest", ("iter",)),
+    RequestField(GrowthSettings, "BRMS_MAX_ITER", "r-brms-plumber", "GrowthFitRequest", ("max_iter",)),
+    RequestField(GrowthSettings, "BRMS_MAX_RHAT", "r-brms-plumber", "GrowthFitRequest", ("max_rhat",)),
+    RequestField(GrowthSettings, "BRMS_MIN_ESS", "r-brms-plumber", "GrowthFitRequest", ("min_ess_bulk",)),
     RequestField(GrowthSettings, "BRMS_CHAINS", "r-brms-plumber", "GrowthFitRequest", ("chains",)),
     RequestField(GrowthSettings, "BRMS_FAMILY", "r-brms-plumber", "GrowthFitRequest", ("family",)),
     RequestField(GrowthSettings, "BRMS_ADAPT_DELTA", "r-brms-plumber", "GrowthFitRequest", ("adapt_delta",)),

@@ -11,7 +11,7 @@ id_key <- function(ids) {
 
 # Validates a /growth/fit body (fast 400s in the server process) and returns
 # the arguments of fit_growth().
-parse_fit_request <- function(body) {
+parse_growth_fit_request <- function(body) {
   family <- scalar_string(body, "family", default = "gaussian", choices = growth_families)
   outcome_columns <- if (family == "binomial") c("n_attempts", "n_correct") else "accuracy"
   table <- validate_table(body$data, "data", required = c("user_id", "week", outcome_columns))

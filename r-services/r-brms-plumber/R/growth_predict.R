@@ -17,7 +17,7 @@
 # The same formulas are used by the two-stage fit in Python
 # (learning_analytics.growth_stage2); keep them in step.
 
-parse_predict_request <- function(body) {
+parse_growth_predict_request <- function(body) {
   model <- load_model(body$model_id, prefix = "growth")
   table <- validate_table(body$data, "data", required = c("user_id", "week", "goal"))
   list(

@@ -172,6 +172,141 @@ def student_targets(shard: pd.DataFrame) -> pd.DataFrame:
     return targets
 
 
+def fit_payload(shard: pd.DataFrame, shard_index: int, settings: GrowthSettings) -> dict[str, Any]:
+    """The ``/growth/fit`` body of one shard (or of the stage-1 sample: shard 0)."""
+    return {
+        "data": column_table(shard[["user_id", "week", "accuracy", "n_attempts", "n_correct"]]),
+        "family": settings.family,
+        "iter": settings.iterations,
+        "max_iter": max(settings.max_iterations, settings.iterations),
+        "chains": settings.chains,
+        "seed": settings.seed + shard_index,
+        "adapt_delta": settings.adapt_delta,
+        "max_rhat": settings.max_rhat,
+        "min_ess_bulk": settings.min_ess,
+    }
+
+
+def kpi_rows(users: pd.DataFrame, window: RunWindow) -> pd.DataFrame:
+    """``weekly_kpi`` P of the window's last week for the students with a P (``p_source``
+    brms), with the target week it is about."""
+    trusted = users[users["p_goal"].notna()]
+    return pd.DataFrame(
+        {
+            "user_id": trusted["user_id"],
+            "week_start": window.end - timedelta(days=7),
+            "p": trusted["p_goal"],
+            "p_source": "brms",
+            "p_target_week": trusted["target_week_start"],
+            "p_null_reason": None,
+        }
+    )
+
+
+def run_settings(run: RunContext[GrowthSettings]) -> dict[str, Any]:
+    """What a run used, for ``growth_brms_meta.settings``."""
+    return {**run.settings.as_dict(), "LA_TIMEZONE": run.window.timezone, "min_weekly_attempts": MIN_WEEKLY_ATTEMPTS}
+
+
+def meta_row(
+    results: Sequence[dict[str, Any]],
+    extracted: dict[str, Any],
+    stage1: dict[str, Any] | None,
+    run: RunContext[GrowthSettings],
+) -> dict[str, Any]:
+    """The run's ``growth_brms_meta`` row: status, the one ``converged`` (the service's
+    answer on stage 1, or on every shard of a full fit) and why not."""
+    window, settings = run.window, run.settings
+    summary = extracted.get("summary") or {}
+    parts = sorted(results, key=lambda result: result["shard"])
+    shards = [
+        {
+            "shard": part["shard"],
+            "n_users": part["n_users"],
+            "n_obs": part["n_obs"],
+            "elapsed_s": part["elapsed_s"],
+            "passed": part["passed"],
+            **(
+                {
+                    "model_id": part["fit"]["model_id"],
+                    **part["fit"]["diagnostics"],
+                    "fixed_effects": part["fit"]["fixed_effects"],
+                }
+                if "fit" in part
+                else {}
+            ),
+        }
+        for part in parts
+    ]
+    # The fits whose diagnostics decide: stage 1, or every shard of a full fit.
+    judged = [stage1] if stage1 is not None else [part["fit"] for part in parts if "fit" in part]
+    diagnostics = [fit["diagnostics"] for fit in judged]
+    combined = combine_fixed_effects([fit["fixed_effects"] for fit in judged])
+    slope = next((effect for effect in combined if effect["term"] == "week"), None)
+    if extracted.get("skip_reason"):
+        status, message = "skipped", extracted["skip_reason"]
+    elif diagnostics and all(d["converged"] for d in diagnostics):
+        status, message = "ok", None
+    else:
+        status = "poor_diagnostics"
+        failed = [
+            f"{'stage 1' if stage1 is not None else f'shard {index}'}: {d.get('reason')}"
+            for index, d in enumerate(diagnostics)
+            if not d["converged"]
+        ]
+        message = "not converged, no P written: " + "; ".join(failed)
+    stage1_record = {name: value for name, value in stage1.items() if name != "population_draws"} if stage1 else None
+    return {
+        "run_date": window.run_date,
+        "window_start": window.start,
+        "window_end": window.end,
+        "status": status,
+        "message": message,
+        "settings": to_json(run_settings(run)),
+        "family": settings.family,
+        "fit_mode": settings.fit_mode,
+        "stage1": to_json(stage1_record) if stage1_record else None,
+        "n_users": sum(shard["n_users"] for shard in shards) if shards else summary.get("n_users", 0),
+        "n_obs": sum(shard["n_obs"] for shard in shards) if shards else summary.get("n_obs", 0),
+        "n_shards": len(shards),
+        "fixed_effects": to_json(combined) if combined else None,
+        "slope": slope["estimate"] if slope else None,
+        "slope_lower": slope["lower"] if slope else None,
+        "slope_upper": slope["upper"] if slope else None,
+        "rhat_max": max((d["rhat_max"] for d in diagnostics), default=None),
+        "ess_bulk_min": min((d["ess_bulk_min"] for d in diagnostics), default=None),
+        "divergences": sum(d["divergences"] for d in diagnostics) if diagnostics else None,
+        "converged": status == "ok",
+        "shards": to_json(shards),
+        "elapsed_s": (stage1["elapsed_s"] if stage1 else 0) + sum(shard["elapsed_s"] for shard in shards)
+        if shards
+        else None,
+    }
+
+
+def user_rows(results: Sequence[dict[str, Any]], window: RunWindow, converged: bool) -> pd.DataFrame:
+    """``growth_brms_user`` rows; P is NULL with its reason where it must not be written."""
+    columns = [
+        "run_date", "user_id", "shard", "shard_converged", "intercept", "slope", "slope_lower",
+        "slope_upper", "goal", "target_week", "target_week_start", "usual_attempts", "p_goal",
+        "p_null_reason", "mean", "lower", "upper",
+    ]  # fmt: skip
+    frames = []
+    for result in results:
+        users = frame_from_columns(result["users"])
+        users["shard"] = result["shard"]
+        users["shard_converged"] = result["passed"]
+        frames.append(users)
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    users = pd.concat(frames, ignore_index=True)
+    users["run_date"] = window.run_date
+    users["target_week_start"] = [window.start + timedelta(weeks=int(week)) for week in users["target_week"]]
+    users["p_null_reason"] = p_null_reasons(users, window.end, converged)
+    users.loc[users["p_null_reason"].notna(), "p_goal"] = None
+    return users.reindex(columns=columns)
+
+
 class GrowthPipeline(ModelPipeline[GrowthSettings]):
     """extract weekly accuracy -> [stage 1] -> fit chunks/shards -> meta, users, weekly_kpi.P."""
 
@@ -234,18 +369,7 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
         return Extracted(shards=shards, summary=summary)
 
     def fit_request(self, shard: pd.DataFrame, shard_index: int, run: RunContext[GrowthSettings]) -> dict[str, Any]:
-        settings = run.settings
-        return {
-            "data": column_table(shard[["user_id", "week", "accuracy", "n_attempts", "n_correct"]]),
-            "family": settings.family,
-            "iter": settings.iterations,
-            "max_iter": max(settings.max_iterations, settings.iterations),
-            "chains": settings.chains,
-            "seed": settings.seed + shard_index,
-            "adapt_delta": settings.adapt_delta,
-            "max_rhat": settings.max_rhat,
-            "min_ess_bulk": settings.min_ess,
-        }
+        return fit_payload(shard, shard_index, run.settings)
 
     # -- two-stage ---------------------------------------------------------------------
 
@@ -397,124 +521,16 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
         window, settings = run.window, run.settings
         key = {"run_date": window.run_date}
         stage1 = self.prepared(run) if settings.fit_mode == "two_stage" and results else None
-        meta = self._meta_row(results, extracted, stage1, run)
+        meta = meta_row(results, extracted, stage1, run)
         written = {
             "growth_brms_meta": tx.replace_partition("growth_brms_meta", pd.DataFrame([meta]), key, ["run_date"])
         }
-        users = self._user_rows(results, window, meta["converged"])
+        users = user_rows(results, window, meta["converged"])
         written["growth_brms_user"] = tx.replace_partition("growth_brms_user", users, key, ["run_date", "user_id"])
         if settings.metrics_use_bayesian and not users.empty:
-            trusted = users[users["p_goal"].notna()]
-            kpi = pd.DataFrame(
-                {
-                    "user_id": trusted["user_id"],
-                    "week_start": window.end - timedelta(days=7),
-                    "p": trusted["p_goal"],
-                    "p_source": "brms",
-                    "p_target_week": trusted["target_week_start"],
-                    "p_null_reason": None,
-                }
-            )
+            kpi = kpi_rows(users, window)
             written["weekly_kpi.p"] = tx.update_columns("weekly_kpi", kpi, ["user_id", "week_start"])
         log.info(
             "growth run %s: status %s, converged %s, %s", window.run_date, meta["status"], meta["converged"], written
         )
         return {"status": meta["status"], "converged": meta["converged"], **written}
-
-    def _meta_row(
-        self,
-        results: Sequence[dict[str, Any]],
-        extracted: dict[str, Any],
-        stage1: dict[str, Any] | None,
-        run: RunContext[GrowthSettings],
-    ) -> dict[str, Any]:
-        window, settings = run.window, run.settings
-        summary = extracted.get("summary") or {}
-        parts = sorted(results, key=lambda result: result["shard"])
-        shards = [
-            {
-                "shard": part["shard"],
-                "n_users": part["n_users"],
-                "n_obs": part["n_obs"],
-                "elapsed_s": part["elapsed_s"],
-                "passed": part["passed"],
-                **(
-                    {
-                        "model_id": part["fit"]["model_id"],
-                        **part["fit"]["diagnostics"],
-                        "fixed_effects": part["fit"]["fixed_effects"],
-                    }
-                    if "fit" in part
-                    else {}
-                ),
-            }
-            for part in parts
-        ]
-        # The fits whose diagnostics decide: stage 1, or every shard of a full fit.
-        judged = [stage1] if stage1 is not None else [part["fit"] for part in parts if "fit" in part]
-        diagnostics = [fit["diagnostics"] for fit in judged]
-        combined = combine_fixed_effects([fit["fixed_effects"] for fit in judged])
-        slope = next((effect for effect in combined if effect["term"] == "week"), None)
-        if extracted.get("skip_reason"):
-            status, message = "skipped", extracted["skip_reason"]
-        elif diagnostics and all(d["converged"] for d in diagnostics):
-            status, message = "ok", None
-        else:
-            status = "poor_diagnostics"
-            failed = [
-                f"{'stage 1' if stage1 is not None else f'shard {index}'}: {d.get('reason')}"
-                for index, d in enumerate(diagnostics)
-                if not d["converged"]
-            ]
-            message = "not converged, no P written: " + "; ".join(failed)
-        stage1_record = (
-            {name: value for name, value in stage1.items() if name != "population_draws"} if stage1 else None
-        )
-        return {
-            "run_date": window.run_date,
-            "window_start": window.start,
-            "window_end": window.end,
-            "status": status,
-            "message": message,
-            "settings": to_json(settings.as_dict()),
-            "family": settings.family,
-            "fit_mode": settings.fit_mode,
-            "stage1": to_json(stage1_record) if stage1_record else None,
-            "n_users": sum(shard["n_users"] for shard in shards) if shards else summary.get("n_users", 0),
-            "n_obs": sum(shard["n_obs"] for shard in shards) if shards else summary.get("n_obs", 0),
-            "n_shards": len(shards),
-            "fixed_effects": to_json(combined) if combined else None,
-            "slope": slope["estimate"] if slope else None,
-            "slope_lower": slope["lower"] if slope else None,
-            "slope_upper": slope["upper"] if slope else None,
-            "rhat_max": max((d["rhat_max"] for d in diagnostics), default=None),
-            "ess_bulk_min": min((d["ess_bulk_min"] for d in diagnostics), default=None),
-            "divergences": sum(d["divergences"] for d in diagnostics) if diagnostics else None,
-            "converged": status == "ok",
-            "shards": to_json(shards),
-            "elapsed_s": (stage1["elapsed_s"] if stage1 else 0) + sum(shard["elapsed_s"] for shard in shards)
-            if shards
-            else None,
-        }
-
-    @staticmethod
-    def _user_rows(results: Sequence[dict[str, Any]], window: RunWindow, converged: bool) -> pd.DataFrame:
-        columns = [
-            "run_date", "user_id", "shard", "shard_converged", "intercept", "slope", "slope_lower",
-            "slope_upper", "goal", "target_week", "target_week_start", "usual_attempts", "p_goal",
-            "p_null_reason", "mean", "lower", "upper",
-        ]  # fmt: skip
-        frames = []
-        for result in results:
-            users = frame_from_columns(result["users"])
-            users["shard"] = result["shard"]
-            users["shard_converged"] = result["passed"]
-            frames.append(users)
-        if not frames:
-            return pd.DataFrame(columns=columns)
-        users = pd.concat(frames, ignore_index=True)
-        users["run_date"] = window.run_date
-        users["target_week_start"] = [window.start + timedelta(weeks=int(week)) for week in users["target_week"]]
-        users["p_null_reason"] = p_null_reasons(users, window.end, converged)
-        users.loc[users["p_null_reason"].notna(), "p_goal"] = None
-        return users.reindex(columns=columns)

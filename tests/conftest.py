@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,19 @@ def db(warehouse_uri: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the warehouse for setting up and checking rows."""
     with psycopg.connect(warehouse_uri, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A local TCP port that refuses connections for the whole test.
+
+    The socket stays bound (but not listening) until the test ends, so a connection to
+    the port is refused and no other process can take it meanwhile; a probe that binds
+    and releases would leave the port to whoever asks next.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 @dataclass(frozen=True)

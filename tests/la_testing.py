@@ -6,12 +6,15 @@ imported under the name ``conftest``, so that import is ambiguous across test fo
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from learning_analytics.run_outcome import RunOutcome
 from learning_analytics.settings import platform_timezone
@@ -48,6 +51,72 @@ def table_snapshot(conn: psycopg.Connection, table: str) -> list[tuple]:
     """Every row of ``table`` in a stable order (for before/after comparisons)."""
     rows = fetch_all(conn, f"SELECT * FROM {table}")
     return sorted(rows, key=repr)
+
+
+# Comparing a table's contents by value, across runs.
+
+#: Columns that describe the run rather than the result: timestamps are excluded by type
+#: (timestamptz), these by name, also as keys inside JSON values.
+VOLATILE_NAMES = frozenset({"model_id", "elapsed_s"})
+FLOAT_REL_TOL = 1e-9
+
+
+def without_volatile(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: without_volatile(item) for key, item in value.items() if key not in VOLATILE_NAMES}
+    if isinstance(value, list):
+        return [without_volatile(item) for item in value]
+    return value
+
+
+def table_state(conn: psycopg.Connection, table: str) -> list[tuple[Any, ...]]:
+    """The rows of ``table`` without volatile columns, ordered by its primary key (or all columns)."""
+    columns = fetch_all(
+        conn,
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+        (table,),
+    )
+    kept = [
+        name for name, data_type in columns if data_type != "timestamp with time zone" and name not in VOLATILE_NAMES
+    ]
+    key = [
+        name
+        for (name,) in fetch_all(
+            conn,
+            "SELECT a.attname FROM pg_index AS i"
+            " JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
+            " WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)",
+            (table,),
+        )
+    ] or kept
+    query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, kept)),
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, key)),
+    )
+    return [tuple(without_volatile(value) for value in row) for row in fetch_all(conn, query)]
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, floats to a relative 1e-9 (SQL float aggregates depend on row order in the last bits)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=FLOAT_REL_TOL, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[key], b[key]) for key in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def differences(expected: list[tuple[Any, ...]], actual: list[tuple[Any, ...]], limit: int = 3) -> list[str]:
+    """What differs between two states of one table (empty when they are the same)."""
+    if len(expected) != len(actual):
+        return [f"{len(expected)} rows expected, {len(actual)} found"]
+    found = [
+        f"row {i}: {a!r} != {b!r}" for i, (a, b) in enumerate(zip(expected, actual, strict=True)) if not same(a, b)
+    ]
+    return found[:limit] + ([f"... {len(found) - limit} more rows"] if len(found) > limit else [])
 
 
 @dataclass(frozen=True)

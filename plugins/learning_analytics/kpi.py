@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
+from typing import Any
 
 from learning_analytics.settings import FeaturesSettings, KpiSettings
 from learning_analytics.warehouse import Warehouse, require_platform_clock
@@ -56,17 +57,21 @@ def build_features_topic_daily(warehouse: Warehouse, window: RunWindow) -> int:
     return written
 
 
-def build_weekly_kpi(warehouse: Warehouse, window: RunWindow, settings: KpiSettings) -> int:
-    """Rebuild ``weekly_kpi`` for the window's weeks; return the rows given a P."""
-    params = {
+def weekly_kpi_params(window: RunWindow, settings: KpiSettings) -> dict[str, Any]:
+    """Parameters of ``kpi/weekly_kpi.sql``."""
+    return {
         **window.as_sql_params(),
         "p_history_weeks": settings.p_history_weeks,
         "goal_horizon_weeks": settings.goal_horizon_weeks,
         "metrics_use_bayesian": settings.metrics_use_bayesian,
     }
+
+
+def build_weekly_kpi(warehouse: Warehouse, window: RunWindow, settings: KpiSettings) -> int:
+    """Rebuild ``weekly_kpi`` for the window's weeks; return the rows given a P."""
     with warehouse.transaction() as tx:
         require_platform_clock(tx.conn, window.timezone)
-        written = tx.execute_file("kpi/weekly_kpi.sql", params)
+        written = tx.execute_file("kpi/weekly_kpi.sql", weekly_kpi_params(window, settings))
     log.info(
         "weekly_kpi: %s student-weeks for %s .. %s (P from %s)",
         written,

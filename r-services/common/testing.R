@@ -21,10 +21,22 @@ free_port <- function() {
 # Starts `r-services/run-service <service_name> <port>` in the background and
 # waits until /health answers. Returns a handle for http_call() and
 # stop_test_service(). `env` adds environment variables (e.g. MODEL_DIR,
-# R_SERVICES_ROOT for fixture services).
+# R_SERVICES_ROOT for fixture services). The port is free when chosen but may be
+# taken before the service binds it (another process on the host): then the
+# service exits at once and is started again on another port.
 start_test_service <- function(service_name, env = character(), timeout_s = 120,
-                               token = paste0("test-", paste(sample(c(letters, 0:9), 24, TRUE), collapse = ""))) {
-  port <- free_port()
+                               token = paste0("test-", paste(sample(c(letters, 0:9), 24, TRUE), collapse = "")),
+                               port_attempts = 3L) {
+  for (attempt in seq_len(port_attempts)) {
+    service <- start_service_on(free_port(), service_name, env, timeout_s, token)
+    if (!identical(service, "port taken")) {
+      return(service)
+    }
+  }
+  stop("service ", service_name, ": every port tried was taken (", port_attempts, " attempts)")
+}
+
+start_service_on <- function(port, service_name, env, timeout_s, token) {
   model_dir <- tempfile("models-")
   stdout_file <- tempfile("service-stdout-", fileext = ".log")
   stderr_file <- tempfile("service-stderr-", fileext = ".log")
@@ -57,13 +69,16 @@ start_test_service <- function(service_name, env = character(), timeout_s = 120,
   deadline <- Sys.time() + timeout_s
   repeat {
     if (!process$is_alive()) {
-      stop(
-        "service ", service_name, " exited with status ", process$get_exit_status(),
-        ":\n", paste(readLines(stderr_file, warn = FALSE), collapse = "\n")
-      )
+      stderr_text <- paste(readLines(stderr_file, warn = FALSE), collapse = "\n")
+      unlink(model_dir, recursive = TRUE)
+      if (grepl("Failed to create server", stderr_text, fixed = TRUE)) {
+        return("port taken")
+      }
+      stop("service ", service_name, " exited with status ", process$get_exit_status(), ":\n", stderr_text)
     }
-    health <- tryCatch(http_call(service, "GET", "/health", token = NULL), error = function(err) NULL)
-    if (!is.null(health) && health$status == 200L) {
+    health <- tryCatch(http_call(service, "GET", "/health", token = NULL, timeout_s = 5), error = function(err) NULL)
+    # The service name tells our process from another server that took the port.
+    if (!is.null(health) && health$status == 200L && identical(health$json$service, service_name)) {
       return(service)
     }
     if (Sys.time() > deadline) {

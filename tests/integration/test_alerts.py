@@ -9,6 +9,7 @@ so what arrives in the first run is due to the settings and not to something els
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import threading
@@ -27,6 +28,7 @@ from la_testing import TEST_LOGICAL_DATE, DagRunResult
 DAG_ID = "build_weekly_kpi"
 FAILING_TASK = "build_kpi"
 UI_BASE_URL = "http://airflow.example.test:8080"
+PORT_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -51,10 +53,17 @@ class Inbox:
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[int, Inbox]]:
     inbox = Inbox()
-    # aiosmtpd's Controller probes the port it is given, so it cannot take port 0 itself.
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
+    # aiosmtpd's Controller probes the port it is given, so it cannot take port 0 itself:
+    # a free port, and another one if a process took it before the server bound it.
+    for attempt in range(PORT_ATTEMPTS):
+        port = free_port()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port)
+        try:
+            controller.start()
+            break
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or attempt == PORT_ATTEMPTS - 1:
+                raise
     try:
         yield port, inbox
     finally:
@@ -99,10 +108,11 @@ def test_a_failed_task_alerts_by_email_and_webhook_with_dag_run_task_error_and_l
     run_dag: Callable[..., DagRunResult],
     smtp_server: tuple[int, Inbox],
     webhook_receiver: tuple[int, list[dict[str, Any]]],
+    refused_port: int,
 ) -> None:
     smtp_port, inbox = smtp_server
     webhook_port, received = webhook_receiver
-    closed_port = free_port()
+    closed_port = refused_port
     env = {
         **failing_run_env(closed_port),
         "LA_ALERT_EMAIL_TO": "oncall@example.test, data@example.test",
@@ -152,10 +162,11 @@ def test_without_alert_settings_a_failure_sends_nothing(
     run_dag: Callable[..., DagRunResult],
     smtp_server: tuple[int, Inbox],
     webhook_receiver: tuple[int, list[dict[str, Any]]],
+    refused_port: int,
 ) -> None:
     """Negative control: same failing run, same listeners, alerts not configured."""
     _, inbox = smtp_server
     _, received = webhook_receiver
-    result = run_dag(DAG_ID, env=failing_run_env(free_port()), timeout_s=1200)
+    result = run_dag(DAG_ID, env=failing_run_env(refused_port), timeout_s=1200)
     assert not result.succeeded
     assert inbox.messages == [] and received == []

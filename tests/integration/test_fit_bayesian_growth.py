@@ -9,7 +9,6 @@ a deliberately wrong model that must fail it (issue 18).
 from __future__ import annotations
 
 import json
-import socket
 from datetime import date, timedelta
 
 import numpy as np
@@ -301,11 +300,10 @@ def test_too_little_data_skips_the_fit_with_a_clear_record(fitted: dict, db: psy
     assert fetch_all(db, "SELECT count(*) FROM growth_brms_user WHERE run_date = %s", (skip_date,)) == [(0,)]
 
 
-def test_stopped_service_fails_the_run_and_changes_nothing(fitted: dict, db: psycopg.Connection) -> None:
-    with socket.socket() as probe:  # a port with no service behind it
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    connection = {"conn_type": "http", "host": "127.0.0.1", "port": closed_port, "password": "unused"}
+def test_stopped_service_fails_the_run_and_changes_nothing(
+    fitted: dict, db: psycopg.Connection, refused_port: int
+) -> None:
+    connection = {"conn_type": "http", "host": "127.0.0.1", "port": refused_port, "password": "unused"}
     before = {table: table_snapshot(db, table) for table in GROWTH_TABLES}
     result = fitted["run_dag"](
         "fit_bayesian_growth",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -398,22 +397,15 @@ def test_forecasts_beat_naive_on_active_weeks_and_intervals_cover(first_run: Fir
     assert not 0.65 <= half_covered <= 0.92
 
 
-def closed_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_stopped_service_fails_the_run_after_retries_and_leaves_the_warehouse_unchanged(
-    first_run: FirstRun, db: psycopg.Connection, run_dag: Callable[..., DagRunResult]
+    first_run: FirstRun, db: psycopg.Connection, run_dag: Callable[..., DagRunResult], refused_port: int
 ) -> None:
     connection = json.loads(os.environ["AIRFLOW_CONN_R_FORECAST"])
     before = {table: table_snapshot(db, table) for table in TABLES}
     result = run_dag(
         DAG_ID,
         env={
-            "AIRFLOW_CONN_R_FORECAST": json.dumps({**connection, "port": closed_port()}),
+            "AIRFLOW_CONN_R_FORECAST": json.dumps({**connection, "port": refused_port}),
             "LA_TASK_RETRIES": "1",
             "LA_RETRY_DELAY_SECONDS": "1",
         },

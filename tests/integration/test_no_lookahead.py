@@ -27,7 +27,6 @@ by ~1e-2).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -39,7 +38,15 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from psycopg import sql
 
-from la_testing import LENIENT_GROWTH_CONF, PLATFORM_TIMEZONE, TEST_LOGICAL_DATE, DagRunResult, fetch_all
+from la_testing import (
+    LENIENT_GROWTH_CONF,
+    PLATFORM_TIMEZONE,
+    TEST_LOGICAL_DATE,
+    DagRunResult,
+    differences,
+    fetch_all,
+    table_state,
+)
 from learning_analytics import synthetic
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
@@ -73,11 +80,6 @@ EXEMPT: dict[str, str] = {
 #: Rerun in the negative control (one that reads attempts directly, and what it needs).
 NEGATIVE_CONTROL_DAGS = ("build_weekly_kpi", "fit_survival_churn")
 
-#: Columns that describe the run rather than the result: timestamps are excluded by type
-#: (timestamptz), these by name, also as keys inside JSON values.
-VOLATILE_NAMES = frozenset({"model_id", "elapsed_s"})
-FLOAT_REL_TOL = 1e-9
-
 #: The warehouse (rows per table) before and after one DAG run.
 RunStates = tuple[dict[str, list], dict[str, list]]
 
@@ -102,66 +104,8 @@ def warehouse_tables(conn: psycopg.Connection) -> list[str]:
     return [name for (name,) in rows if name not in skipped]
 
 
-def without_volatile(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: without_volatile(item) for key, item in value.items() if key not in VOLATILE_NAMES}
-    if isinstance(value, list):
-        return [without_volatile(item) for item in value]
-    return value
-
-
-def table_state(conn: psycopg.Connection, table: str) -> list[tuple[Any, ...]]:
-    """The rows of ``table`` without volatile columns, ordered by its primary key (or all columns)."""
-    columns = fetch_all(
-        conn,
-        "SELECT column_name, data_type FROM information_schema.columns"
-        " WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
-        (table,),
-    )
-    kept = [
-        name for name, data_type in columns if data_type != "timestamp with time zone" and name not in VOLATILE_NAMES
-    ]
-    key = [
-        name
-        for (name,) in fetch_all(
-            conn,
-            "SELECT a.attname FROM pg_index AS i"
-            " JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
-            " WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)",
-            (table,),
-        )
-    ] or kept
-    query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, kept)),
-        sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, key)),
-    )
-    return [tuple(without_volatile(value) for value in row) for row in fetch_all(conn, query)]
-
-
 def snapshot(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:
     return {table: table_state(conn, table) for table in warehouse_tables(conn)}
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal, floats to a relative 1e-9 (SQL float aggregates depend on row order in the last bits)."""
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=FLOAT_REL_TOL, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[key], b[key]) for key in a)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
-def differences(expected: list[tuple[Any, ...]], actual: list[tuple[Any, ...]], limit: int = 3) -> list[str]:
-    """What differs between two states of one table (empty when they are the same)."""
-    if len(expected) != len(actual):
-        return [f"{len(expected)} rows with the future, {len(actual)} without"]
-    found = [
-        f"row {i}: {a!r} != {b!r}" for i, (a, b) in enumerate(zip(expected, actual, strict=True)) if not same(a, b)
-    ]
-    return found[:limit] + ([f"... {len(found) - limit} more rows"] if len(found) > limit else [])
 
 
 def reset(conn: psycopg.Connection, data: synthetic.SyntheticData) -> None:

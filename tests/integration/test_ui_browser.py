@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from playwright import sync_api as playwright_api
 
 from la_testing import LENIENT_GROWTH_CONF, TEST_LOGICAL_DATE, fetch_all
 from learning_analytics import synthetic
@@ -42,8 +43,6 @@ from learning_analytics.evaluation import EVALUATORS, MODELS, EvaluationWindow, 
 from learning_analytics.kpi import build_features_topic_daily, build_weekly_kpi, features_window, kpi_window
 from learning_analytics.settings import EvaluationSettings, FeaturesSettings, KpiSettings
 from learning_analytics.warehouse import Warehouse
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "ui"

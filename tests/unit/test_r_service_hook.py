@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -169,12 +168,12 @@ def test_idempotency_key_names_the_task_and_changes_with_the_body() -> None:
     assert key != idempotency_key("fit_bayesian_growth", "manual__2026", "fit", 3, {"a": 2})
 
 
-def test_unreachable_service_raises_connection_error_after_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_unreachable_service_raises_connection_error_after_retries(
+    monkeypatch: pytest.MonkeyPatch, refused_port: int
+) -> None:
     monkeypatch.setenv(
-        "AIRFLOW_CONN_FAKE_R", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port, "password": TOKEN})
+        "AIRFLOW_CONN_FAKE_R",
+        json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": refused_port, "password": TOKEN}),
     )
     with pytest.raises(requests.ConnectionError):
         make_hook(max_attempts=2).call("growth/fit", {})

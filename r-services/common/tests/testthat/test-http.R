@@ -108,35 +108,63 @@ test_that("worker jobs return values, keep error statuses and hide internals", {
 })
 
 test_that("/health answers while a worker job runs", {
-  pool <- curl::new_pool()
-  slow <- NULL
-  handle <- curl::new_handle(customrequest = "POST", postfields = '{"seconds": 3}')
+  # The job holds its worker until this test releases it, so a /health answer in
+  # between proves /health is not queued behind the job; no clock is involved
+  # (a /health stuck behind the job fails by its request timeout).
+  started <- tempfile("echo-started-")
+  release <- tempfile("echo-release-")
+  withr::defer(file.create(release)) # never leave the worker held
+  body <- jsonlite::toJSON(list(started = started, release = release), auto_unbox = TRUE)
+  handle <- curl::new_handle(customrequest = "POST", postfields = as.character(body))
   curl::handle_setheaders(handle, Authorization = paste("Bearer", echo_service$token), "Content-Type" = "application/json")
+  pool <- curl::new_pool()
+  held <- NULL
   curl::curl_fetch_multi(
-    paste0(echo_service$url, "/echo/sleep"),
-    done = function(response) slow <<- response,
+    paste0(echo_service$url, "/echo/wait"),
+    done = function(response) held <<- response,
+    fail = function(message) stop("/echo/wait failed: ", message),
     pool = pool,
     handle = handle
   )
-  curl::multi_run(timeout = 0.5, pool = pool)
-  started <- Sys.time()
-  health <- http_get(echo_service, "/health", token = NULL)
-  health_seconds <- as.numeric(difftime(Sys.time(), started, units = "secs"))
-  curl::multi_run(pool = pool)
+  deadline <- Sys.time() + 60
+  while (!file.exists(started)) {
+    if (Sys.time() > deadline) stop("the worker job did not start within 60 s")
+    curl::multi_run(timeout = 0.1, pool = pool)
+  }
+
+  health <- http_get(echo_service, "/health", token = NULL, timeout_s = 30)
   expect_equal(health$status, 200L)
-  expect_lt(health_seconds, 1.5)
-  expect_equal(slow$status_code, 200L)
+  expect_null(held) # the job was still holding its worker
+
+  file.create(release)
+  curl::multi_run(pool = pool)
+  expect_equal(held$status_code, 200L)
+  expect_equal(jsonlite::fromJSON(rawToChar(held$content)), "released")
 })
 
 test_that("every stdout line is a JSON log record; requests carry status and duration", {
+  # Only the records of this test's own requests (one per status), whatever ran before.
+  n_before <- length(service_log_records(echo_service))
   http_get(echo_service, "/health", token = NULL)
-  records <- service_log_records(echo_service)
+  http_post(echo_service, "/echo/table", list(other = 1))
+  http_post(echo_service, "/echo/table", list(other = 1), token = NULL)
+  http_get(echo_service, "/no/such/route")
+  http_post(echo_service, "/echo/table", list(data = list(user_id = seq_len(1000), x = rep(0.5, 1000))))
+  http_post(echo_service, "/echo/fail", list())
+  expected <- c(200L, 400L, 401L, 404L, 413L, 500L)
+
+  # A request's record may be written just after its answer: read until all are there.
+  deadline <- Sys.time() + 30
+  repeat {
+    records <- service_log_records(echo_service)
+    requests <- Filter(function(record) identical(record$message, "request"), records[seq_along(records) > n_before])
+    statuses <- vapply(requests, function(record) record$status, integer(1))
+    if (all(expected %in% statuses) || Sys.time() > deadline) break
+    Sys.sleep(0.1)
+  }
   expect_false(any(vapply(records, is.null, logical(1))))
-  requests <- Filter(function(record) identical(record$message, "request"), records)
-  expect_gt(length(requests), 5)
+  expect_setequal(statuses, expected)
   for (record in requests) {
     expect_true(all(c("timestamp", "service", "method", "path", "status", "duration_ms", "request_id") %in% names(record)))
   }
-  statuses <- vapply(requests, function(record) record$status, integer(1))
-  expect_true(all(c(200L, 400L, 401L, 404L, 413L, 500L) %in% statuses))
 })

@@ -54,7 +54,7 @@ def fitted(load_synthetic, run_dag, warehouse_uri) -> dict:
         (("gaussian", "full"), {"BRMS_FIT_MODE": "full"}),
         (("gaussian", "two_stage"), {}),
         # Last, so that its rows stay for the tests that read the warehouse.
-        (("gaussian", "sampled"), {"BRMS_STAGE1_STUDENTS": STAGE1_SAMPLE}),
+        (("gaussian", "sampled"), {"BRMS_STAGE1_STUDENTS": STAGE1_SAMPLE, "BRMS_STAGE2_DRAWS": 300}),
     ]
     with psycopg.connect(warehouse_uri, autocommit=True) as db:
         for name, overrides in plan:

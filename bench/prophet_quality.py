@@ -411,6 +411,7 @@ def fmt(value: float) -> str:
 def report(runs: list[dict[str, Any]], args: argparse.Namespace, threshold: float, seconds: list[float]) -> str:
     command = "python bench/prophet_quality.py " + " ".join(
         ["--seeds", *map(str, args.seeds), "--students", str(args.students), "--output", args.output]
+        + (["--dump-dir", str(args.dump_dir)] if args.dump_dir else [])
     )
     lines = [
         "# Prophet quality: anomaly flags and forecasts against the synthetic truth",

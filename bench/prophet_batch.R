@@ -62,8 +62,15 @@ fit_body <- function(series, ids) {
   )
 }
 
+# A fit answered synchronously (200, versions before fit jobs) or as a job
+# (202, then polled until done: the DAG's way since fit jobs).
 post_fit <- function(service, body) {
   response <- http_post(service, "/prophet/fit", body)
+  if (response$status == 202L) {
+    job <- wait_for_job(service, response$json$job_id, poll_s = 0.1, timeout_s = 1800)
+    if (job$status != "succeeded") stop("fit job failed: ", job$error$error %||% job$status)
+    return(job$result)
+  }
   if (response$status != 200L) stop("fit failed: ", response$text)
   response$json
 }

@@ -15,11 +15,23 @@ are realized outcomes the run never saw) and rebuilds ``weekly_kpi``; then:
   around the student's median above 2.5);
 * the ceiling: injected weeks that no rule reading weekly counts can tell from
   ordinary weeks (a dip to zero attempts of a student with zero weeks of their own);
+  and the oracle: the model's own activity test (the same tail probability of the
+  week's sessions, scored on the same weeks) given each student's TRUE session rate
+  and attempts per session from the truth tables, i.e. without the noise of
+  estimating them from 11 other weeks: what that test can reach at each threshold,
+  alone and with the model's learning_index flags;
+* calibration: the share of ordinary (not injected) scored weeks each series flags,
+  against the nominal two-sided share 2 Phi(-threshold) of a calibrated score;
 * forecasts of fitted students vs realized I_t in the ``PROPHET_FORECAST_WEEKS`` weeks
   after T: MAE, MASE against the naive forecast (mean of the last 4 weeks of the
   window), coverage of the interval.
 
     python bench/prophet_quality.py --seeds 42 1 3 --output docs/bench-prophet-quality.md
+
+``--dump-dir DIR`` also writes, per seed, the series the DAG sends (``series_<seed>.csv``),
+the injected weeks (``truth_<seed>.csv``) and the true habits (``habits_<seed>.csv``),
+the input of ``bench/prophet_anomaly_tails.R`` (other tail probabilities of the activity
+test, offline).
 
 Then the DAG itself runs for T (``airflow dags test forecast_prophet``) and the
 scoreboard's own prophet scoring (``learning_analytics.evaluation.evaluate_prophet``,
@@ -45,6 +57,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
@@ -69,6 +82,7 @@ class SeedData:
     seed: int
     kpi: pd.DataFrame  # weekly_kpi of the whole simulation (window and future)
     truth: pd.DataFrame  # injected weeks in the window of the students sent
+    habits: pd.DataFrame  # true sessions per week, attempts per session and churn day per student
     sent: set[int]
     window_start: date
     window_end: date
@@ -87,13 +101,30 @@ def prepare(seed: int, students: int, history_weeks: int, future_weeks: int) -> 
     truth = data.truth_anomaly.copy()
     truth["week_start"] = pd.to_datetime(truth["week_start"]).dt.date
     truth = truth[(truth["week_start"] >= window.start) & (truth["week_start"] < window.end)]
-    return SeedData(seed, kpi, truth, set(), window.start, window.end)
+    habits = data.truth_student[["user_id", "sessions_per_week", "attempts_per_session", "churned_on"]]
+    return SeedData(seed, kpi, truth, habits, set(), window.start, window.end)
 
 
 def _kpi_frame(warehouse: Warehouse) -> pd.DataFrame:
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT user_id, week_start, n_attempts, i_t FROM weekly_kpi ORDER BY user_id, week_start")
         return pd.DataFrame(cur.fetchall(), columns=["user_id", "week_start", "n_attempts", "i_t"])
+
+
+def dump(data: SeedData, directory: Path) -> None:
+    """The DAG's series of the window, the injected weeks and the true habits, as CSV files."""
+    series = Warehouse().query_frame(
+        "prophet/weekly_series.sql",
+        {
+            "window_start": data.window_start,
+            "window_end": data.window_end,
+            "min_active_weeks": ProphetSettings.from_env().min_active_weeks,
+        },
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    series.to_csv(directory / f"series_{data.seed}.csv", index=False)
+    data.truth.to_csv(directory / f"truth_{data.seed}.csv", index=False)
+    data.habits.to_csv(directory / f"habits_{data.seed}.csv", index=False)
 
 
 def fit(settings: ProphetSettings) -> tuple[list[dict[str, Any]], float]:
@@ -227,6 +258,66 @@ def ceiling(data: SeedData) -> dict[str, float]:
     }
 
 
+def oracle_activity_scores(data: SeedData) -> pd.Series:
+    """The model's activity test with each student's true rates: score per (user_id, week_start).
+
+    The week's sessions are its attempts over the true attempts per session; the score
+    is the z of the one-sided tail of Poisson(true sessions per week, cut by the churn
+    day in the week the student left) at that continuous count, the limit of the
+    service's negative-binomial tail (``activity_scores()``) when the rate is known
+    exactly. Same weeks as the model: up to the last active week, without a dip in the
+    last active week of a student inactive in the window's last 2 weeks.
+    """
+    habits = data.habits.set_index("user_id")
+    scores = {}
+    for user_id, weeks in window_history(data).groupby("user_id"):
+        counts = weeks["n_attempts"].to_numpy(dtype=float)
+        inactive = counts[-2:].sum() == 0
+        weeks = until_last_active(weeks)
+        if weeks.empty:
+            continue
+        student = habits.loc[user_id]
+        alive = np.ones(len(weeks))
+        if student["churned_on"] is not None:
+            days_left = np.array([(student["churned_on"] - week).days for week in weeks["week_start"]])
+            alive = np.clip(days_left / 7, 0, 1)
+        rate = student["sessions_per_week"] * alive
+        sessions = weeks["n_attempts"].to_numpy(dtype=float) / student["attempts_per_session"]
+        spike = sessions > rate
+        # P(N >= x) and P(N <= x) of N ~ Poisson(rate), continuous in x (regularized gamma).
+        tail = np.where(
+            spike, special.gammainc(np.maximum(sessions, 1e-9), rate), special.gammaincc(sessions + 1, rate)
+        )
+        score = np.maximum(0.0, stats.norm.isf(tail))
+        if inactive and not spike[-1]:
+            score[-1] = 0.0
+        scores.update(zip(((user_id, week) for week in weeks["week_start"]), score, strict=True))
+    return pd.Series(scores, dtype=float)
+
+
+def calibration(data: SeedData, flags: pd.DataFrame, threshold: float) -> dict[str, float]:
+    """Share of ordinary scored weeks flagged per series, vs 2 Phi(-threshold) for a calibrated score.
+
+    Scored weeks: activity, every week up to the student's last active week; learning_index,
+    every week with attempts. Ordinary: not an injected week.
+    """
+    history = window_history(data)
+    truth_keys = set(zip(data.truth["user_id"], data.truth["week_start"], strict=True))
+    scored = pd.concat([until_last_active(weeks) for _, weeks in history.groupby("user_id")])
+    weeks = {
+        "activity": set(zip(scored["user_id"], scored["week_start"], strict=True)),
+        "learning_index": set(zip(history["user_id"], history["week_start"], strict=True))
+        - set(zip(*history.loc[history["n_attempts"] == 0, ["user_id", "week_start"]].T.to_numpy(), strict=True)),
+    }
+    out = {"nominal": 2 * stats.norm.sf(threshold)}
+    for series, keys in weeks.items():
+        flagged = flags[(flags["series"] == series) & (flags["score"] > threshold)]
+        flagged_keys = set(zip(flagged["user_id"], flagged["week_start"], strict=True)) - truth_keys
+        ordinary = keys - truth_keys
+        out[series] = len(flagged_keys & ordinary) / len(ordinary) if ordinary else float("nan")
+    return out
+
+
 def forecast_accuracy(data: SeedData, results: list[dict[str, Any]], status: dict[int, str]) -> dict[str, float]:
     forecast = pd.concat([pd.DataFrame(result["fit"]["forecast"]) for result in results], ignore_index=True)
     forecast = forecast.rename(columns={"series_id": "user_id", "ds": "week_start"})
@@ -273,9 +364,22 @@ def evaluate(data: SeedData, results: list[dict[str, Any]], threshold: float) ->
         )
         for series, group in flags.groupby("series")
     }
+    oracle = oracle_activity_scores(data)
+    learning_index = flags[(flags["series"] == "learning_index") & (flags["score"] > threshold)]
+    learning_index_flags = set(zip(learning_index["user_id"], learning_index["week_start"], strict=True))
+    oracle_curve = [
+        {
+            "threshold": t,
+            "activity": detection(set(oracle[oracle > t].index), data.truth),
+            "with_learning_index": detection(set(oracle[oracle > t].index) | learning_index_flags, data.truth),
+        }
+        for t in CURVE_THRESHOLDS
+    ]
     return {
         "seed": data.seed,
         "model": detection(at_default, data.truth),
+        "oracle_curve": oracle_curve,
+        "calibration": calibration(data, flags, threshold),
         "by_series": by_series,
         "baseline": detection(count_baseline(data, len(at_default)), data.truth),
         "flat_median": detection(flat_median_control(data), data.truth),
@@ -307,6 +411,7 @@ def fmt(value: float) -> str:
 def report(runs: list[dict[str, Any]], args: argparse.Namespace, threshold: float, seconds: list[float]) -> str:
     command = "python bench/prophet_quality.py " + " ".join(
         ["--seeds", *map(str, args.seeds), "--students", str(args.students), "--output", args.output]
+        + (["--dump-dir", str(args.dump_dir)] if args.dump_dir else [])
     )
     lines = [
         "# Prophet quality: anomaly flags and forecasts against the synthetic truth",
@@ -370,6 +475,46 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, threshold: floa
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines += [
         "",
+        "## Calibration: ordinary weeks flagged",
+        "",
+        f"Share of the scored weeks that were not injected which each series flags at {threshold}, against the "
+        "share a calibrated two-sided score flags, 2 Phi(-threshold). A tail probability of a count is conservative "
+        "(below the nominal share) where the count is small: e.g. a zero week cannot score 2.5 for a student with "
+        "fewer than ~5 sessions a week.",
+        "",
+        "| seed | nominal | activity | learning_index |",
+        "|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        c = run["calibration"]
+        lines.append(f"| {run['seed']} | {c['nominal']:.4f} | {c['activity']:.4f} | {c['learning_index']:.4f} |")
+    lines += [
+        "",
+        "## Ceiling: the activity test with the true rates (oracle)",
+        "",
+        "The model's activity test given each student's true sessions per week and attempts per session (truth",
+        "tables), so without the noise of estimating them from the other weeks; same scored weeks. Precision / recall",
+        "(spike recall, dip recall) of its flags alone, and together with the model's learning_index flags at the",
+        f"default threshold ({threshold}).",
+        "",
+        "| threshold | "
+        + " | ".join(f"seed {run['seed']} oracle activity" for run in runs)
+        + " | "
+        + " | ".join(f"seed {run['seed']} oracle + learning_index" for run in runs)
+        + " |",
+        "|---:|" + "---:|" * (2 * len(runs)),
+    ]
+    for i, t in enumerate(CURVE_THRESHOLDS):
+        cells = []
+        for key in ("activity", "with_learning_index"):
+            for run in runs:
+                d = run["oracle_curve"][i][key]
+                cells.append(
+                    f"{fmt(d['precision'])} / {fmt(d['recall'])} ({fmt(d['spike_recall'])}, {fmt(d['dip_recall'])})"
+                )
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
         "## Forecasts of fitted students vs realized weeks",
         "",
         "| seed | statuses | forecasts | MAE | naive MAE | MASE | 80% coverage | coverage by horizon"
@@ -410,12 +555,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history-weeks", type=int, default=16)
     parser.add_argument("--future-weeks", type=int, default=8)
     parser.add_argument("--output", default="docs/bench-prophet-quality.md")
+    parser.add_argument("--dump-dir", type=Path, help="also write each seed's series, truth and habits here (CSV)")
     args = parser.parse_args(argv)
     settings = ProphetSettings.from_params({"PROPHET_ANOMALY_THRESHOLD": REQUEST_THRESHOLD})
     threshold = ProphetSettings.from_env().anomaly_threshold
     runs, seconds = [], []
     for seed in args.seeds:
         data = prepare(seed, args.students, args.history_weeks, args.future_weeks)
+        if args.dump_dir:
+            dump(data, args.dump_dir)
         results, elapsed = fit(settings)
         seconds.append(elapsed)
         run = evaluate(data, results, threshold)

@@ -320,7 +320,8 @@ sessions_per_week <- function(days) {
 # studies twice a week. Two passes: pass 1 scores against the median and MAD
 # of the other weeks; weeks above `outlier_screen` (at most a quarter) are
 # left out of every reference in pass 2. The score is the z of the one-sided
-# tail probability. Returns list(expected (count), score, direction).
+# tail probability (`session_tail()`). Returns list(expected (count), score,
+# direction).
 activity_scores <- function(counts, active_days, settings) {
   known <- which(!is.na(counts) & (is.null(active_days) | !is.na(active_days)))
   score_against <- function(excluded, robust) {
@@ -337,15 +338,12 @@ activity_scores <- function(counts, active_days, settings) {
       } else {
         max(1, stats::var(reference) / max(typical, 1))
       }
-      sessions <- length(reference) * max(typical, 0.5) / per_session
-      share <- length(reference) / (length(reference) + 1)
-      observed <- counts[week] / per_session
       spike <- counts[week] > typical
-      tail <- if (spike) {
-        stats::pbeta(share, sessions, observed, lower.tail = FALSE)
-      } else {
-        stats::pbeta(share, sessions, observed + 1)
-      }
+      tail <- session_tail(
+        counts[week], per_session,
+        sessions = length(reference) * max(typical, 0.5) / per_session,
+        share = length(reference) / (length(reference) + 1), spike = spike
+      )
       z <- max(0, stats::qnorm(tail, lower.tail = FALSE))
       if (is.null(active_days)) z <- t_to_z(z, length(reference) - 1)
       expected[week] <- typical
@@ -360,6 +358,22 @@ activity_scores <- function(counts, active_days, settings) {
   excluded <- which(screen > settings$outlier_screen & rank(-screen, ties.method = "first") <= max_excluded)
   second <- score_against(excluded, robust = FALSE)
   list(expected = second$expected, score = abs(second$score), direction = ifelse(second$score > 0, "spike", "dip"))
+}
+
+# One-sided tail probability of a week's `count` attempts in the sessions
+# model: count / per_session sessions against the negative binomial
+# prediction of N from `sessions` sessions seen in n reference weeks
+# (share = n / (n + 1)); upper tail for a spike, lower for a dip. The count in
+# sessions is continuous (the regularized incomplete beta interpolates between
+# whole sessions). bench/prophet_anomaly_tails.R compares it with other tails
+# of the same model.
+session_tail <- function(count, per_session, sessions, share, spike) {
+  observed <- count / per_session
+  if (spike) {
+    stats::pbeta(share, sessions, observed, lower.tail = FALSE)
+  } else {
+    stats::pbeta(share, sessions, observed + 1)
+  }
 }
 
 # ---- one series --------------------------------------------------------------

@@ -137,3 +137,64 @@ test_that("malformed PROPHET_* settings are rejected", {
   expect_equal(prophet_settings(c(PROPHET_CORES = "1", PROPHET_MIN_POINTS = ""))$cores, 1L)
   expect_equal(prophet_settings(c(PROPHET_MIN_POINTS = ""))$min_points, 4L)
 })
+
+# Students of the sessions model (SPEC's synthetic learners): sessions ~
+# Poisson(rate x factor) a week, 1 + Poisson(size - 1) attempts a session,
+# sessions on random days. `factor` multiplies the rate of one week (1: none).
+simulate_activity <- function(n_students, factor = 1, n_weeks = 12, seed = 5) {
+  set.seed(seed)
+  lapply(seq_len(n_students), function(i) {
+    rate <- stats::runif(1, 2, 7)
+    week <- sample.int(n_weeks, 1)
+    rates <- rep(rate, n_weeks)
+    rates[week] <- rate * factor
+    sessions <- stats::rpois(n_weeks, rates)
+    size <- stats::runif(1, 10, 30)
+    list(
+      rate = rate, week = week,
+      attempts = vapply(sessions, function(s) sum(1 + stats::rpois(s, size - 1)), numeric(1)),
+      days = vapply(sessions, function(s) length(unique(sample.int(7, s, replace = TRUE))), numeric(1))
+    )
+  })
+}
+
+# Activity score of every week up to each student's last active week.
+score_activity <- function(students, score = function(s) activity_scores(s$attempts, s$days, prophet_settings())$score) {
+  lapply(students, function(s) {
+    scored <- seq_len(max(which(s$attempts > 0)))
+    score(list(attempts = s$attempts[scored], days = s$days[scored]))
+  })
+}
+
+test_that("activity scores keep the threshold's meaning: few ordinary weeks flagged, strong spikes found", {
+  # Calibration bar: the score is the z of a tail probability of the week
+  # under the student's own noise, so at threshold 2.5 at most 2 Phi(-2.5) =
+  # 1.24% of ordinary weeks may score above it (discreteness makes it fewer:
+  # 0.7-0.8% over seeds 5-10), plus 3 binomial sds of 3,600 weeks (0.56%):
+  # bar 1.8%.
+  ordinary <- unlist(score_activity(simulate_activity(300)))
+  expect_lte(mean(ordinary > 2.5, na.rm = TRUE), 2 * stats::pnorm(-2.5) + 3 * sqrt(0.0124 / 3600))
+  # Negative control: attempts taken as Poisson counts around the mean of the
+  # other weeks (ignoring that attempts come in sessions) flags about half of
+  # the ordinary weeks.
+  poisson_attempts <- function(s) {
+    vapply(seq_along(s$attempts), function(w) {
+      mu <- mean(s$attempts[-w])
+      tail <- if (s$attempts[w] > mu) stats::ppois(s$attempts[w] - 1, mu, lower.tail = FALSE) else stats::ppois(s$attempts[w], mu)
+      stats::qnorm(tail, lower.tail = FALSE)
+    }, numeric(1))
+  }
+  expect_gt(mean(unlist(score_activity(simulate_activity(300), poisson_attempts)) > 2.5), 0.2)
+
+  # Power bar: a week of 3.5x the sessions of a student at >= 5 a week
+  # expects >= 17.5 sessions, where the student's own weeks exceed 12 with
+  # probability 0.2% (< Phi(-2.5) = 0.6%): at least 80% of them must score
+  # above 2.5 (0.88-0.98 over seeds 6-10).
+  spiked <- Filter(function(s) s$rate >= 5, simulate_activity(200, factor = 3.5, seed = 6))
+  spike_scores <- mapply(function(s, scores) scores[s$week], spiked, score_activity(spiked))
+  expect_gte(mean(spike_scores > 2.5), 0.8)
+  # Negative control: a score that never flags passes the calibration bar
+  # but not this one.
+  never <- function(s) rep(0, length(s$attempts))
+  expect_lt(mean(mapply(function(s, scores) scores[s$week], spiked, score_activity(spiked, never)) > 2.5), 0.8)
+})

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from la_testing import TEST_LOGICAL_DATE, differences, table_state
+from la_testing import LENIENT_GROWTH_CONF, TEST_LOGICAL_DATE, differences, table_state
 from learning_analytics import synthetic
 
 T = TEST_LOGICAL_DATE
@@ -38,7 +38,7 @@ PLANTED_USER = 999_999_999
 FOREIGN_KEY_TABLES = ("weekly_kpi", "features_topic_daily")
 
 #: A small growth fit judged leniently: its subject here is the rerun, not convergence.
-GROWTH_CONF = {"LOOKBACK_WEEKS": 6, "BRMS_ITER": 300, "BRMS_CHAINS": 1, "BRMS_MAX_RHAT": 1.5, "BRMS_ADAPT_DELTA": 0.99}
+GROWTH_CONF = {"LOOKBACK_WEEKS": 6, "BRMS_ITER": 300, "BRMS_CHAINS": 1, **LENIENT_GROWTH_CONF}
 
 #: Changes a run's rows: (table, date column, SET clause).
 Change = tuple[str, str, str]

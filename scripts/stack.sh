@@ -195,7 +195,7 @@ migrate() {
     die "airflow db migrate failed"
   }
   # The DSN (with its password) comes from ANALYTICS_DB_URI, never the command line.
-  python -m learning_analytics.warehouse migrate
+  python -m learning_analytics.migrations
   log "airflow: parsing dags/ into the metadata database"
   airflow dags reserialize >"$LOCAL_DIR/logs/airflow-reserialize.log" 2>&1 || {
     tail -n 40 "$LOCAL_DIR/logs/airflow-reserialize.log" >&2

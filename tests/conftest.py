@@ -22,8 +22,8 @@ import pytest
 
 from la_testing import PLATFORM_TIMEZONE, TEST_LOGICAL_DATE, DagRunResult, require_env
 from learning_analytics import synthetic
+from learning_analytics.migrations import apply_migrations
 from learning_analytics.run_outcome import latest_run_outcome
-from learning_analytics.warehouse import apply_migrations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

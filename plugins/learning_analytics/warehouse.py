@@ -1,4 +1,6 @@
-"""PostgreSQL warehouse access: ordered migrations and transactional writes.
+"""PostgreSQL warehouse access: transactional writes, queries, the platform clock.
+
+The schema (ordered migrations and the ``migrate`` command) is :mod:`learning_analytics.migrations`.
 
 Writes follow one pattern so that a failed task leaves the warehouse as it was and a
 rerun of the same logical date replaces instead of duplicating:
@@ -22,13 +24,12 @@ its own locks.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from typing import Any
@@ -37,17 +38,14 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from learning_analytics.paths import MIGRATIONS_DIR, read_sql
-from learning_analytics.settings import TIMEZONE_ENV, platform_timezone
+from learning_analytics.paths import read_sql
+from learning_analytics.settings import TIMEZONE_ENV
 from learning_analytics.values import none_if_missing
 
 log = logging.getLogger(__name__)
 
 #: Airflow connection id of the analytics warehouse.
 ANALYTICS_CONN_ID = "analytics_db"
-
-# Serialises concurrent migration runs (e.g. two containers starting at once).
-_MIGRATION_LOCK_ID = 727_001
 
 
 def _seconds_setting(name: str, default: float) -> float:
@@ -270,7 +268,7 @@ def warehouse_timezone(conn: psycopg.Connection) -> str:
         cur.execute("SELECT timezone FROM platform_clock")
         row = cur.fetchone()
     if row is None:
-        raise ClockMismatchError("platform_clock is empty: run `python -m learning_analytics.warehouse migrate`")
+        raise ClockMismatchError("platform_clock is empty: run `python -m learning_analytics.migrations`")
     return row[0]
 
 
@@ -305,7 +303,7 @@ def require_platform_clock(conn: psycopg.Connection, timezone: str) -> None:
         raise ClockMismatchError(
             f"{TIMEZONE_ENV} is {timezone!r} but the warehouse's clock (platform_clock) is {current!r}: "
             f"set {TIMEZONE_ENV} back, or switch the warehouse with "
-            f"`{TIMEZONE_ENV}={timezone} python -m learning_analytics.warehouse migrate --dsn ...` "
+            f"`{TIMEZONE_ENV}={timezone} python -m learning_analytics.migrations --dsn ...` "
             "and rebuild features and weekly KPI over the history"
         )
 
@@ -382,52 +380,6 @@ def to_json(value: Any) -> str:
     return json.dumps(value, default=_json_default)
 
 
-def migration_files() -> list[tuple[str, str]]:
-    """``(version, sql)`` of every migration, in order (file names sort by number)."""
-    return [(path.name, path.read_text(encoding="utf-8")) for path in sorted(MIGRATIONS_DIR.glob("*.sql"))]
-
-
-def apply_migrations(conn: psycopg.Connection, files: Iterable[tuple[str, str]] | None = None) -> list[str]:
-    """Apply the migrations not yet applied, each in its own transaction; return them.
-
-    A migration already applied with different content is an error: migrations are
-    append-only, a change needs a new file.
-    """
-    conn.autocommit = False
-    applied_now: list[str] = []
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_ID,))
-        cur.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version text PRIMARY KEY, checksum text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        conn.commit()
-        try:
-            cur.execute("SELECT version, checksum FROM schema_migrations")
-            applied = dict(cur.fetchall())
-            for version, text in files if files is not None else migration_files():
-                checksum = hashlib.sha256(text.encode()).hexdigest()
-                if version in applied:
-                    if applied[version] != checksum:
-                        raise RuntimeError(
-                            f"migration {version} was changed after it was applied; add a new migration instead"
-                        )
-                    continue
-                cur.execute(text)
-                cur.execute("INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)", (version, checksum))
-                conn.commit()
-                applied_now.append(version)
-                log.info("applied migration %s", version)
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            cur.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_ID,))
-            conn.commit()
-    return applied_now
-
-
 def add_dsn_argument(parser: argparse.ArgumentParser) -> None:
     """``--dsn`` for command lines: optional, and never with a password (``ps`` shows it)."""
     parser.add_argument(
@@ -452,25 +404,3 @@ def dsn_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             )
         return args.dsn
     return os.environ.get("ANALYTICS_DB_URI", "")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Apply the warehouse migrations in include/sql/migrations and set the platform clock "
-        f"({TIMEZONE_ENV}, default Asia/Seoul)."
-    )
-    parser.add_argument("command", choices=["migrate"])
-    add_dsn_argument(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    timezone = platform_timezone()
-    with psycopg.connect(dsn_from_args(parser, args)) as conn:
-        apply_session_limits(conn)
-        applied = apply_migrations(conn)
-        changed = set_platform_clock(conn, timezone)
-    print(f"migrations: {len(applied)} applied ({', '.join(applied) or 'schema up to date'})")
-    print(f"platform clock: {timezone}{' (changed)' if changed else ''}")
-
-
-if __name__ == "__main__":
-    main()

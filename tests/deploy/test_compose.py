@@ -238,7 +238,7 @@ def test_start_order_waits_for_migrations_data_and_healthy_services(compose: dic
 def test_warehouse_job_migrates_and_loads_synthetic_data(compose: dict[str, Any]) -> None:
     job = services(compose)["warehouse-init"]
     script = " ".join(job["command"])
-    assert "python -m learning_analytics.warehouse migrate" in script
+    assert "python -m learning_analytics.migrations" in script
     # The DSN carries the password: from the environment, never on a command line.
     assert "--dsn" not in script
     assert "python -m learning_analytics.synthetic --students" in script

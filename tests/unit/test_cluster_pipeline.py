@@ -12,22 +12,19 @@ import pytest
 from learning_analytics.paths import SQL_DIR
 from learning_analytics.pipeline import RunContext
 from learning_analytics.pipelines.cluster import (
-    AVERAGE_PROFILE,
     FEATURE_NAMES,
+    PROFILE_WORDS,
     STUDENT_COLUMNS,
     FeaturesNotReadyError,
     PreviousRun,
-    SegmentMatch,
     check_k_settings,
     fit_payload,
-    match_segments,
     min_active_weeks,
     run_meta_row,
-    segment_profile,
     segment_tables,
     select_students,
-    standardise,
 )
+from learning_analytics.segments import AVERAGE_PROFILE, SegmentMatch, match_segments, segment_profile, standardise
 from learning_analytics.settings import ClusterSettings
 from learning_analytics.windows import weekly_window
 
@@ -171,17 +168,17 @@ def test_when_k_shrinks_the_closest_previous_ids_survive() -> None:
 
 
 def test_profile_names_the_most_distinctive_features_first() -> None:
-    profile = segment_profile({"accuracy_mean": 1.2, "active_days_per_week": -1.5, "topic_breadth": 0.2})
+    profile = segment_profile({"accuracy_mean": 1.2, "active_days_per_week": -1.5, "topic_breadth": 0.2}, PROFILE_WORDS)
     assert profile == "infrequent study, high accuracy"
 
 
 def test_profile_keeps_at_most_three_terms() -> None:
     z = {"accuracy_mean": -2.0, "weekend_share": 1.9, "seconds_per_question": -1.8, "topic_breadth": 1.7}
-    assert segment_profile(z) == "low accuracy, weekend-heavy, quick answers"
+    assert segment_profile(z, PROFILE_WORDS) == "low accuracy, weekend-heavy, quick answers"
 
 
 def test_profile_of_an_average_centre() -> None:
-    assert segment_profile({"accuracy_mean": 0.49, "i_t_mean": -0.3}) == AVERAGE_PROFILE
+    assert segment_profile({"accuracy_mean": 0.49, "i_t_mean": -0.3}, PROFILE_WORDS) == AVERAGE_PROFILE
 
 
 # -- rows written ----------------------------------------------------------------------

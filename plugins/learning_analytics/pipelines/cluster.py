@@ -21,7 +21,7 @@ over everyone is dropped (it cannot separate anyone, and the service rejects it)
 All students are fitted together in one shard: segments are relative to the whole
 population.
 
-Stable segment ids (:func:`match_segments`): the service numbers segments 1..k by
+Stable segment ids (:func:`learning_analytics.segments.match_segments`): the service numbers segments 1..k by
 decreasing size, which says nothing about what a segment means. Each run's centres are
 matched to the centres of the latest earlier run (``segment_meta`` with an earlier
 ``run_date``) by minimising the total distance between matched centres, both
@@ -29,15 +29,14 @@ standardised with this run's scaling (Hungarian assignment). A matched segment t
 the previous run's id; a segment left over when k grew gets the smallest id the
 previous run did not use.
 
-Profiles (:func:`segment_profile`): a centre's features in population standard
+Profiles (:func:`learning_analytics.segments.segment_profile`): a centre's features in population standard
 deviations from the mean of the clustered students; the (at most
-:data:`PROFILE_MAX_TERMS`) features at least :data:`PROFILE_Z_THRESHOLD` SD away, largest
+``PROFILE_MAX_TERMS``) features at least ``PROFILE_Z_THRESHOLD`` SD away, largest
 first, named by their "high"/"low" words, e.g. "high accuracy, infrequent study".
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -46,12 +45,11 @@ from datetime import date
 from typing import Any
 
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist
 
 from learning_analytics.pipeline import Extracted, ModelPipeline, RunContext, column_table, frame_from_columns
 from learning_analytics.quality import TableGate, not_null, one_row_per
 from learning_analytics.r_service import RServiceHook
+from learning_analytics.segments import SegmentMatch, match_segments, segment_profile, standardise
 from learning_analytics.settings import ClusterSettings
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
 from learning_analytics.windows import RunWindow, weekly_window
@@ -123,18 +121,14 @@ FEATURES: tuple[Feature, ...] = (
 FEATURE_NAMES: tuple[str, ...] = tuple(feature.name for feature in FEATURES)
 #: Columns of ``student_features.sql`` that describe the student, not a feature.
 STUDENT_COLUMNS: tuple[str, ...] = ("user_id", "active_weeks", "n_attempts")
-_FEATURE_BY_NAME = {feature.name: feature for feature in FEATURES}
+#: Each feature's ("high", "low") words for segment profiles.
+PROFILE_WORDS = {feature.name: (feature.high, feature.low) for feature in FEATURES}
 
 #: Fewest active weeks a student needs, whatever the window (a trend needs a few weeks).
 MIN_ACTIVE_WEEKS_FLOOR = 3
 #: Fewer clustered students than this: the run is skipped (segments of a handful of
 #: students describe nobody).
 MIN_STUDENTS = 20
-#: A centre this many population SDs from the mean is "high"/"low" on a feature.
-PROFILE_Z_THRESHOLD = 0.5
-PROFILE_MAX_TERMS = 3
-#: Profile of a centre close to the mean on every feature.
-AVERAGE_PROFILE = "close to the population average"
 
 RUN_META_COLUMNS = [
     "run_date", "status", "message", "window_start", "window_end", "settings", "sizes", "k", "method",
@@ -293,68 +287,6 @@ def check_k_settings(settings: ClusterSettings) -> None:
         raise ValueError(f"CLUSTER_K_MIN ({settings.k_min}) is larger than CLUSTER_K_MAX ({settings.k_max})")
 
 
-def standardise(centres: pd.DataFrame, scaling: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
-    """Centres (rows) in original units -> ``(x - center) / scale`` for the features of ``scaling``
-    that ``centres`` has (columns in ``scaling``'s order)."""
-    features = [name for name in scaling["center"] if name in centres.columns]
-    center = pd.Series({name: scaling["center"][name] for name in features}, dtype="float64")
-    scale = pd.Series({name: scaling["scale"][name] for name in features}, dtype="float64")
-    return (centres[features].astype("float64") - center) / scale
-
-
-@dataclass(frozen=True)
-class SegmentMatch:
-    """The stable id given to one segment of a fit."""
-
-    fit_segment: int
-    segment: int
-    #: Distance to the matched previous centre (standardised units); ``None`` for a new id.
-    previous_distance: float | None
-
-
-def match_segments(new_centres: pd.DataFrame, previous_centres: pd.DataFrame) -> list[SegmentMatch]:
-    """Give each new segment the id of the previous centre it is matched to.
-
-    :param new_centres: standardised centres of this fit, indexed by the fit's segment
-        number (which also orders the new ids handed out).
-    :param previous_centres: the previous run's centres in the same standardised units
-        and columns, indexed by their (stable) ids; empty for a first run.
-    :return: one match per new segment, in the fit's order. The matching minimises the
-        total Euclidean distance of matched pairs (Hungarian assignment); when k grew,
-        the segments left over get the smallest ids the previous run did not use.
-    """
-    matched: dict[int, tuple[int, float]] = {}
-    if not previous_centres.empty and not new_centres.empty:
-        columns = list(new_centres.columns)
-        distances = cdist(new_centres[columns].to_numpy(), previous_centres[columns].to_numpy())
-        rows, cols = linear_sum_assignment(distances)
-        for row, col in zip(rows, cols, strict=True):
-            matched[int(new_centres.index[row])] = (int(previous_centres.index[col]), float(distances[row, col]))
-    used = {int(segment_id) for segment_id in previous_centres.index}
-    fresh_ids = (candidate for candidate in itertools.count(1) if candidate not in used)
-    matches = []
-    for fit_segment in new_centres.index:
-        if int(fit_segment) in matched:
-            segment, distance = matched[int(fit_segment)]
-            matches.append(SegmentMatch(int(fit_segment), segment, distance))
-        else:
-            matches.append(SegmentMatch(int(fit_segment), next(fresh_ids), None))
-    return matches
-
-
-def segment_profile(center_z: Mapping[str, float]) -> str:
-    """A few words on how a centre differs from the population, e.g. "high accuracy, infrequent study".
-
-    :param center_z: the centre's features in population SDs from the mean.
-    """
-    distinctive = sorted(
-        ((name, z) for name, z in center_z.items() if abs(z) >= PROFILE_Z_THRESHOLD),
-        key=lambda item: (-abs(item[1]), item[0]),
-    )[:PROFILE_MAX_TERMS]
-    words = [_FEATURE_BY_NAME[name].high if z > 0 else _FEATURE_BY_NAME[name].low for name, z in distinctive]
-    return ", ".join(words) or AVERAGE_PROFILE
-
-
 @dataclass(frozen=True)
 class PreviousRun:
     """Centres (original units) of the latest earlier run, keyed by segment id."""
@@ -438,7 +370,7 @@ def segment_tables(
                 "segment": match.segment,
                 "size": int(sizes.get(match.fit_segment, 0)),
                 "center": {name: float(value) for name, value in centres.loc[match.fit_segment].items()},
-                "profile": segment_profile(center_z),
+                "profile": segment_profile(center_z, PROFILE_WORDS),
                 "k": int(answer["k"]),
                 "method": answer["method"],
                 "silhouette": answer.get("silhouette"),

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from learning_analytics import synthetic
 from learning_analytics.run_outcome import RunOutcome
 from learning_analytics.settings import platform_timezone
 
@@ -130,3 +132,47 @@ class DagRunResult:
     @property
     def succeeded(self) -> bool:
         return self.returncode == 0 and self.outcome is not None and self.outcome.finished_ok
+
+
+#: The small world the whole-project tests (failure safety, reruns) share: students,
+#: weeks of history before TEST_LOGICAL_DATE, realized weeks after it.
+SMALL_WORLD = {"n_students": 80, "history_weeks": 10, "future_weeks": 3}
+#: Every DAG with small settings: dag_id -> (logical date, conf). evaluate_models scores
+#: the others once their outcome weeks are realized.
+SMALL_RUNS: dict[str, tuple[date, dict[str, Any]]] = {
+    "build_features_topic_daily": (TEST_LOGICAL_DATE, {"FEATURES_LOOKBACK_DAYS": 14}),
+    "build_weekly_kpi": (TEST_LOGICAL_DATE, {"KPI_LOOKBACK_WEEKS": 2}),
+    "fit_bayesian_growth": (
+        TEST_LOGICAL_DATE,
+        {"LOOKBACK_WEEKS": 6, "BRMS_ITER": 300, "BRMS_CHAINS": 1, **LENIENT_GROWTH_CONF},
+    ),
+    "forecast_prophet": (TEST_LOGICAL_DATE, {}),
+    "fit_survival_churn": (TEST_LOGICAL_DATE, {}),
+    "cluster_segments": (TEST_LOGICAL_DATE, {}),
+    "evaluate_models": (
+        TEST_LOGICAL_DATE + timedelta(weeks=SMALL_WORLD["future_weeks"]),
+        {"EVAL_MIN_BIN_STUDENTS": 5},
+    ),
+}
+#: Fail fast: a run these tests break on purpose is not worth retrying.
+NO_RETRIES = {"LA_TASK_RETRIES": "0"}
+
+
+def run_every_dag_once(warehouse_uri: str, run_dag: Callable[..., DagRunResult], seed: int) -> None:
+    """Load the small world (its own seed) and run every DAG of :data:`SMALL_RUNS` once,
+    after a KPI build over the whole history; the KPI of the realized weeks is built
+    before evaluate_models scores them."""
+    history, future = SMALL_WORLD["history_weeks"], SMALL_WORLD["future_weeks"]
+    data = synthetic.generate(
+        SMALL_WORLD["n_students"], history, seed=seed, end_date=TEST_LOGICAL_DATE, future_weeks=future
+    )
+    synthetic.load(warehouse_uri, data)
+    setup = [
+        ("build_weekly_kpi", TEST_LOGICAL_DATE, {"KPI_LOOKBACK_WEEKS": history}),
+        *((dag_id, *run) for dag_id, run in SMALL_RUNS.items() if dag_id != "evaluate_models"),
+        ("build_weekly_kpi", TEST_LOGICAL_DATE + timedelta(weeks=future), {"KPI_LOOKBACK_WEEKS": future}),
+        ("evaluate_models", *SMALL_RUNS["evaluate_models"]),
+    ]
+    for dag_id, logical_date, conf in setup:
+        result = run_dag(dag_id, logical_date=logical_date, conf=conf, env=NO_RETRIES)
+        assert result.succeeded, f"{dag_id} {logical_date} failed:\n{result.output[-4000:]}"

@@ -12,71 +12,43 @@ planted before it are removed), so the comparison can see a write.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from la_testing import LENIENT_GROWTH_CONF, TEST_LOGICAL_DATE, table_snapshot
-from learning_analytics import synthetic
+from la_testing import NO_RETRIES, SMALL_RUNS, run_every_dag_once, table_snapshot
 
-T = TEST_LOGICAL_DATE
-FUTURE_WEEKS = 3
-HISTORY_WEEKS = 10
-N_STUDENTS = 80
-#: Fail fast: the broken write is not worth retrying here.
-NO_RETRIES = {"LA_TASK_RETRIES": "0"}
-
-#: dag_id -> (logical date, conf, tables it writes, trigger that breaks a later
-#: statement of its persist: table, timing/event, condition on NEW or "true").
-CASES: dict[str, tuple[Any, dict[str, Any], tuple[str, ...], tuple[str, str, str]]] = {
+#: dag_id -> (tables it writes, trigger that breaks a later statement of its persist:
+#: table, timing/event, condition on NEW or "true"). Dates and settings: SMALL_RUNS.
+CASES: dict[str, tuple[tuple[str, ...], tuple[str, str, str]]] = {
     # One statement file: the DELETE of the window's rows runs before the INSERT fails.
-    "build_features_topic_daily": (
-        T, {"FEATURES_LOOKBACK_DAYS": 14}, ("features_topic_daily",), ("features_topic_daily", "INSERT", "true"),
-    ),
+    "build_features_topic_daily": (("features_topic_daily",), ("features_topic_daily", "INSERT", "true")),
     # Activity rows are upserted, then P is updated: fail the P update.
-    "build_weekly_kpi": (T, {"KPI_LOOKBACK_WEEKS": 2}, ("weekly_kpi",), ("weekly_kpi", "UPDATE OF p", "true")),
+    "build_weekly_kpi": (("weekly_kpi",), ("weekly_kpi", "UPDATE OF p", "true")),
     "fit_bayesian_growth": (
-        T,
-        {"LOOKBACK_WEEKS": 6, "BRMS_ITER": 300, "BRMS_CHAINS": 1, **LENIENT_GROWTH_CONF},
         ("growth_brms_meta", "growth_brms_user", "weekly_kpi"),
         ("growth_brms_user", "INSERT", "true"),
     ),
     "forecast_prophet": (
-        T, {}, ("prophet_fit_meta", "prophet_anomalies", "prophet_forecast"), ("prophet_forecast", "INSERT", "true"),
+        ("prophet_fit_meta", "prophet_anomalies", "prophet_forecast"),
+        ("prophet_forecast", "INSERT", "true"),
     ),
     "fit_survival_churn": (
-        T,
-        {},
         ("survival_fit_meta", "survival_risk", "survival_active_risk", "weekly_kpi"),
         ("survival_active_risk", "INSERT", "true"),
     ),
-    "cluster_segments": (T, {}, ("user_segment", "segment_meta"), ("segment_meta", "INSERT", "true")),
+    "cluster_segments": (("user_segment", "segment_meta"), ("segment_meta", "INSERT", "true")),
     # Models are persisted one after another in one transaction: fail the third.
-    "evaluate_models": (
-        T + timedelta(weeks=FUTURE_WEEKS),
-        {"EVAL_MIN_BIN_STUDENTS": 5},
-        ("model_evaluation",),
-        ("model_evaluation", "INSERT", "NEW.model = 'survival'"),
-    ),
-}  # fmt: skip
+    "evaluate_models": (("model_evaluation",), ("model_evaluation", "INSERT", "NEW.model = 'survival'")),
+}
+assert set(CASES) == set(SMALL_RUNS)
 
 
 @pytest.fixture(scope="module")
 def world(warehouse_uri: str, run_dag: Any) -> None:
     """Small data with a future; every DAG ran once so each table holds a run."""
-    data = synthetic.generate(N_STUDENTS, HISTORY_WEEKS, seed=5, end_date=T, future_weeks=FUTURE_WEEKS)
-    synthetic.load(warehouse_uri, data)
-    setup = [
-        ("build_weekly_kpi", T, {"KPI_LOOKBACK_WEEKS": HISTORY_WEEKS}),
-        *((dag_id, case[0], case[1]) for dag_id, case in CASES.items() if dag_id != "evaluate_models"),
-        ("build_weekly_kpi", T + timedelta(weeks=FUTURE_WEEKS), {"KPI_LOOKBACK_WEEKS": FUTURE_WEEKS}),
-        ("evaluate_models", *CASES["evaluate_models"][:2]),
-    ]
-    for dag_id, logical_date, conf in setup:
-        result = run_dag(dag_id, logical_date=logical_date, conf=conf, env=NO_RETRIES)
-        assert result.succeeded, f"{dag_id} {logical_date} failed:\n{result.output[-4000:]}"
+    run_every_dag_once(warehouse_uri, run_dag, seed=5)
 
 
 @pytest.fixture
@@ -103,7 +75,8 @@ def breaking_trigger(db: psycopg.Connection) -> Iterator[Any]:
 def test_broken_write_leaves_every_table_unchanged(
     world: None, db: psycopg.Connection, run_dag: Any, breaking_trigger: Any, dag_id: str
 ) -> None:
-    logical_date, conf, tables, (trigger_table, event, condition) = CASES[dag_id]
+    tables, (trigger_table, event, condition) = CASES[dag_id]
+    logical_date, conf = SMALL_RUNS[dag_id]
     before = {table: table_snapshot(db, table) for table in tables}
     assert any(before.values()), f"{dag_id}: nothing to protect, the first run wrote no rows"
     breaking_trigger(trigger_table, event, condition)
@@ -118,7 +91,7 @@ def test_negative_control_the_same_rerun_without_the_trigger_writes(
     world: None, db: psycopg.Connection, run_dag: Any
 ) -> None:
     """The comparison above can see a write: a planted stale row is removed by a rerun."""
-    logical_date, conf, tables, _ = CASES["cluster_segments"]
+    logical_date, conf = SMALL_RUNS["cluster_segments"]
     db.execute(
         "INSERT INTO user_segment (run_date, user_id, segment, distance) VALUES (%s, 999999999, 1, 0)",
         (logical_date,),

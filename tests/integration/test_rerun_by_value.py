@@ -18,27 +18,17 @@ every DAG, so the comparison can see each kind of planted row.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from la_testing import LENIENT_GROWTH_CONF, TEST_LOGICAL_DATE, differences, table_state
-from learning_analytics import synthetic
+from la_testing import NO_RETRIES, SMALL_RUNS, differences, run_every_dag_once, table_state
 
-T = TEST_LOGICAL_DATE
-FUTURE_WEEKS = 3
-HISTORY_WEEKS = 10
-N_STUDENTS = 80
-NO_RETRIES = {"LA_TASK_RETRIES": "0"}
 #: A student id no synthetic population uses: planted rows of "someone else".
 PLANTED_USER = 999_999_999
 #: Tables whose user_id must be a student: the planted one is added for them.
 FOREIGN_KEY_TABLES = ("weekly_kpi", "features_topic_daily")
-
-#: A small growth fit judged leniently: its subject here is the rerun, not convergence.
-GROWTH_CONF = {"LOOKBACK_WEEKS": 6, "BRMS_ITER": 300, "BRMS_CHAINS": 1, **LENIENT_GROWTH_CONF}
 
 #: Changes a run's rows: (table, date column, SET clause).
 Change = tuple[str, str, str]
@@ -46,21 +36,22 @@ Change = tuple[str, str, str]
 #: column, key column, key value).
 Extra = tuple[str, str, str, Any]
 
-#: dag_id -> (logical date, conf, tables it writes, changed rows, extra rows). The date
-#: column selects the rows of the run: the run date, or the last day/week it rebuilds.
-CASES: dict[str, tuple[Any, dict[str, Any], tuple[str, ...], list[Change], list[Extra]]] = {
+#: dag_id -> (tables it writes, changed rows, extra rows); dates and settings: SMALL_RUNS.
+#: The date column selects the rows of the run: the run date, or the last day/week it
+#: rebuilds.
+CASES: dict[str, tuple[tuple[str, ...], list[Change], list[Extra]]] = {
     "build_features_topic_daily": (
-        T, {"FEATURES_LOOKBACK_DAYS": 14}, ("features_topic_daily",),
+        ("features_topic_daily",),
         [("features_topic_daily", "day", "n_attempts = n_attempts + 1, accuracy = 0.5")],
         [("features_topic_daily", "day", "user_id", PLANTED_USER)],
     ),
     "build_weekly_kpi": (
-        T, {"KPI_LOOKBACK_WEEKS": 2}, ("weekly_kpi",),
+        ("weekly_kpi",),
         [("weekly_kpi", "week_start", "n_attempts = n_attempts + 1, i_t = i_t + 1, p = 0.5")],
         [("weekly_kpi", "week_start", "user_id", PLANTED_USER)],
     ),
     "fit_bayesian_growth": (
-        T, GROWTH_CONF, ("growth_brms_meta", "growth_brms_user", "weekly_kpi"),
+        ("growth_brms_meta", "growth_brms_user", "weekly_kpi"),
         [
             ("growth_brms_meta", "run_date", "n_obs = n_obs + 1"),
             ("growth_brms_user", "run_date", "slope = slope + 1, p_goal = 0.5"),
@@ -68,7 +59,7 @@ CASES: dict[str, tuple[Any, dict[str, Any], tuple[str, ...], list[Change], list[
         [("growth_brms_user", "run_date", "user_id", PLANTED_USER)],
     ),
     "forecast_prophet": (
-        T, {}, ("prophet_fit_meta", "prophet_anomalies", "prophet_forecast"),
+        ("prophet_fit_meta", "prophet_anomalies", "prophet_forecast"),
         [
             ("prophet_fit_meta", "run_date", "sigma = sigma + 1, n_points = n_points + 1"),
             ("prophet_anomalies", "run_date", "score = score + 1"),
@@ -81,7 +72,7 @@ CASES: dict[str, tuple[Any, dict[str, Any], tuple[str, ...], list[Change], list[
         ],
     ),
     "fit_survival_churn": (
-        T, {}, ("survival_fit_meta", "survival_risk", "survival_active_risk", "weekly_kpi"),
+        ("survival_fit_meta", "survival_risk", "survival_active_risk", "weekly_kpi"),
         [
             ("survival_fit_meta", "run_date", "concordance = 0.5, n_events = n_events + 1"),
             ("survival_risk", "run_date", "risk_score = risk_score + 1"),
@@ -94,32 +85,23 @@ CASES: dict[str, tuple[Any, dict[str, Any], tuple[str, ...], list[Change], list[
         ],
     ),
     "cluster_segments": (
-        T, {}, ("user_segment", "segment_meta"),
+        ("user_segment", "segment_meta"),
         [("user_segment", "run_date", "distance = distance + 1"), ("segment_meta", "run_date", "size = size + 1")],
         [("user_segment", "run_date", "user_id", PLANTED_USER), ("segment_meta", "run_date", "segment", 99)],
     ),
     "evaluate_models": (
-        T + timedelta(weeks=FUTURE_WEEKS), {"EVAL_MIN_BIN_STUDENTS": 5}, ("model_evaluation",),
+        ("model_evaluation",),
         [("model_evaluation", "evaluated_for", "value = value + 1")],
         [("model_evaluation", "evaluated_for", "metric", "planted_metric")],
     ),
 }  # fmt: skip
+assert set(CASES) == set(SMALL_RUNS)
 
 
 @pytest.fixture(scope="module")
 def world(warehouse_uri: str, run_dag: Any) -> None:
     """Small data with a future; every DAG ran once (the clean runs)."""
-    data = synthetic.generate(N_STUDENTS, HISTORY_WEEKS, seed=8, end_date=T, future_weeks=FUTURE_WEEKS)
-    synthetic.load(warehouse_uri, data)
-    setup = [
-        ("build_weekly_kpi", T, {"KPI_LOOKBACK_WEEKS": HISTORY_WEEKS}),
-        *((dag_id, case[0], case[1]) for dag_id, case in CASES.items() if dag_id != "evaluate_models"),
-        ("build_weekly_kpi", T + timedelta(weeks=FUTURE_WEEKS), {"KPI_LOOKBACK_WEEKS": FUTURE_WEEKS}),
-        ("evaluate_models", *CASES["evaluate_models"][:2]),
-    ]
-    for dag_id, logical_date, conf in setup:
-        result = run_dag(dag_id, logical_date=logical_date, conf=conf, env=NO_RETRIES)
-        assert result.succeeded, f"{dag_id} {logical_date} failed:\n{result.output[-4000:]}"
+    run_every_dag_once(warehouse_uri, run_dag, seed=8)
 
 
 @pytest.fixture
@@ -140,7 +122,8 @@ def rows_of_the_run(db: psycopg.Connection, table: str, date_column: str, run_da
 
 def plant(db: psycopg.Connection, dag_id: str) -> None:
     """Stale and extra rows for the run date of ``dag_id``, at least one per statement."""
-    run_date, _, _, changes, extras = CASES[dag_id]
+    _, changes, extras = CASES[dag_id]
+    run_date = SMALL_RUNS[dag_id][0]
     for table, date_column, assignments in changes:
         day = rows_of_the_run(db, table, date_column, run_date)
         changed = db.execute(f"UPDATE {table} SET {assignments} WHERE {date_column} = %s", (day,)).rowcount
@@ -174,7 +157,8 @@ def mismatches(expected: dict[str, list], actual: dict[str, list]) -> dict[str, 
 def test_rerun_replaces_stale_and_extra_rows(
     world: None, db: psycopg.Connection, run_dag: Any, planted_student: None, dag_id: str
 ) -> None:
-    logical_date, conf, tables, _, _ = CASES[dag_id]
+    tables, _, _ = CASES[dag_id]
+    logical_date, conf = SMALL_RUNS[dag_id]
     clean = contents(db, tables)
     assert all(clean.values()), f"{dag_id}: a table without rows makes the comparison vacuous"
     plant(db, dag_id)
@@ -198,7 +182,7 @@ def test_negative_control_planted_rows_without_a_rerun_are_detected(
 ) -> None:
     """The same comparison without the rerun sees every table rows were planted in
     (planted inside a transaction that is rolled back: the module's state is untouched)."""
-    _, _, tables, changes, extras = CASES[dag_id]
+    tables, changes, extras = CASES[dag_id]
     clean = contents(transaction, tables)
     plant(transaction, dag_id)
     found = mismatches(clean, contents(transaction, tables))

@@ -267,8 +267,8 @@ class GrowthSettings(ModelSettings):
     max_iterations: int = setting(
         "BRMS_MAX_ITER",
         5000,
-        "A brms fit that misses BRMS_MIN_ESS or BRMS_MAX_RHAT without divergences is sampled once "
-        "more, for as many iterations per chain as its ESS says are needed, at most this many "
+        "A brms fit that misses BRMS_MIN_ESS or BRMS_MAX_RHAT without divergences is sampled "
+        "again, for as many iterations per chain as its ESS says are needed, at most this many "
         "(set it to BRMS_ITER for a single run).",
         minimum=200,
         maximum=20000,

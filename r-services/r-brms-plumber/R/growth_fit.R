@@ -210,18 +210,19 @@ sample_growth <- function(template, model_data, iter, warmup, chains, seed, adap
   )
 }
 
-# Iterations per chain that should reach the ESS target, from a first run that
-# fell short only on ESS or Rhat (more draws fix neither divergences nor a
-# sampler stuck in another mode: those are not extended). ESS grows about
-# linearly with the post-warm-up draws; 25% margin; NULL when no longer run
-# is allowed or needed.
+# Iterations per chain that should reach the ESS target, from a run that fell
+# short only on ESS or Rhat (more draws fix neither divergences nor a sampler
+# stuck in another mode: those are not extended). ESS grows about linearly with
+# the post-warm-up draws; a 50% margin, because ESS estimates themselves vary by
+# 10-20% between runs (a 25% margin once ended at ESS 399 of 400); NULL when no
+# longer run is allowed or needed.
 extended_iterations <- function(diagnostics, iter, warmup, max_iter) {
   if (diagnostics$converged || diagnostics$divergences > 0 || iter >= max_iter) {
     return(NULL)
   }
   ess_ratio <- diagnostics$min_ess_bulk / max(diagnostics$ess_bulk_min, 1)
   # Rhat above the bar with enough ESS: twice the draws.
-  draws_factor <- max(ess_ratio * 1.25, 2)
+  draws_factor <- max(ess_ratio * 1.5, 2)
   as.integer(min(max_iter, warmup + ceiling((iter - warmup) * draws_factor)))
 }
 
@@ -243,13 +244,14 @@ fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, ma
   iterations_run <- iter
   # brms' non-centred group effects mix slowly for students with many attempts
   # (bulk ESS ~140 per 1,000 draws for the population intercept): rather than
-  # a large default for every fit, a fit short of the target is run once more,
-  # longer, and judged on that run alone.
-  longer <- extended_iterations(diagnostics, iter, warmup, max_iter)
-  if (!is.null(longer)) {
+  # a large default for every fit, a fit short of the target is run again,
+  # longer (at most max_iter), and judged on that run alone.
+  repeat {
+    longer <- extended_iterations(diagnostics, iterations_run, warmup, max_iter)
+    if (is.null(longer)) break
     log_event(
       "info", "growth fit: not converged, sampling again for longer",
-      reason = diagnostics$reason, iter = iter, extended_iter = longer, max_iter = max_iter
+      reason = diagnostics$reason, iter = iterations_run, extended_iter = longer, max_iter = max_iter
     )
     fit <- sample_growth(template, model_data, longer, warmup, chains, seed, adapt_delta, max_treedepth)
     diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)

@@ -197,6 +197,18 @@ def test_a_fit_task_past_its_wait_limit_cancels_its_job_and_fails_saying_so(
     # One job (no retry submitted another), cancelled while it ran.
     assert [(job["status"], job["attempt"]) for job in ours] == [("cancelled", 1)], ours
     assert result.outcome is not None and result.outcome.task_states["fit[0]"] == "failed", result.outcome
+    # Known issue (stop 20 note): after a running job was cancelled, r-brms-plumber once
+    # left the next job queued for good (its worker pool was not rebuilt). Start the
+    # service afresh so that the modules after this one do not depend on that path.
+    os.killpg(service_pid("r-brms-plumber"), 9)
+    restarted = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / "stack.sh"), "services"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
 
 
 # -- warehouse limits ------------------------------------------------------------------

@@ -252,10 +252,8 @@ class ModelPipeline(ABC, Generic[SettingsT]):
         :raises requests.ConnectionError: the service stayed unreachable through the hook's
             attempts (the task fails and is retried; its retry re-attaches to the job).
         """
-        request = self.fit_request(shard, shard_index, run)
-        key = idempotency_key(*key_parts, request)
         try:
-            job = service.submit(self.fit_endpoint, request, idempotency_key=key)
+            job = self.submit_fit(service, shard, shard_index, run, key_parts)
             fit = service.job_result(service.job(job["job_id"]), self.fit_endpoint)
         except RServiceUnavailableError as err:
             log.warning("shard %s: %s; polling again later", shard_index, err)
@@ -265,6 +263,19 @@ class ModelPipeline(ABC, Generic[SettingsT]):
             return None
         return self.fit_result(service, fit, shard, shard_index, run)
 
+    def submit_fit(
+        self,
+        service: RServiceHook,
+        shard: pd.DataFrame,
+        shard_index: int,
+        run: RunContext[SettingsT],
+        key_parts: tuple[str, str, str, int],
+    ) -> dict[str, Any]:
+        """Submit the shard's fit job, or re-attach to it: the Idempotency-Key names the
+        task instance and the request, so every poke, retry and cancel finds one job."""
+        request = self.fit_request(shard, shard_index, run)
+        return service.submit(self.fit_endpoint, request, idempotency_key=idempotency_key(*key_parts, request))
+
     def cancel_fit(
         self,
         service: RServiceHook,
@@ -272,13 +283,11 @@ class ModelPipeline(ABC, Generic[SettingsT]):
         shard_index: int,
         run: RunContext[SettingsT],
         key_parts: tuple[str, str, str, int],
-    ) -> str | None:
-        """Cancel the shard's fit job (found by its Idempotency-Key); its id, or ``None``
-        when there is no service job (a fit computed in the task)."""
-        request = self.fit_request(shard, shard_index, run)
-        job = service.submit(self.fit_endpoint, request, idempotency_key=idempotency_key(*key_parts, request))
-        service.cancel(job["job_id"])
-        return job["job_id"]
+    ) -> str:
+        """Cancel the shard's fit job (found by its Idempotency-Key); returns its id."""
+        job_id = self.submit_fit(service, shard, shard_index, run, key_parts)["job_id"]
+        service.cancel(job_id)
+        return job_id
 
     def shard_label(self, shard: pd.DataFrame, shard_index: int) -> str:
         """What a mapped fit task holds, shown as its map index in the UI."""

@@ -129,6 +129,19 @@ def service_pid(service: str) -> int:
     return int((PROJECT_ROOT / ".local" / "run" / f"{service}.pid").read_text())
 
 
+def kill_and_restart(service: str) -> None:
+    """Kill the service (server and workers) and start it again as the stack does."""
+    os.killpg(service_pid(service), 9)
+    restarted = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / "stack.sh"), "services"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+
+
 def test_service_killed_mid_job_and_restarted_the_run_completes_with_one_fit_per_shard(
     population: None, run_dag: Callable[..., DagRunResult]
 ) -> None:
@@ -150,15 +163,7 @@ def test_service_killed_mid_job_and_restarted_the_run_completes_with_one_fit_per
             assert dag.poll() is None, "the DAG finished before any job was seen running"
             assert time.monotonic() < deadline, "no fit job started"
             time.sleep(0.05)
-        os.killpg(service_pid("r-forecast-plumber"), 9)
-        restarted = subprocess.run(
-            ["bash", str(PROJECT_ROOT / "scripts" / "stack.sh"), "services"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        kill_and_restart("r-forecast-plumber")
         output, _ = dag.communicate(timeout=900)
     finally:
         if dag.poll() is None:
@@ -200,15 +205,7 @@ def test_a_fit_task_past_its_wait_limit_cancels_its_job_and_fails_saying_so(
     # Known issue (stop 20 note): after a running job was cancelled, r-brms-plumber once
     # left the next job queued for good (its worker pool was not rebuilt). Start the
     # service afresh so that the modules after this one do not depend on that path.
-    os.killpg(service_pid("r-brms-plumber"), 9)
-    restarted = subprocess.run(
-        ["bash", str(PROJECT_ROOT / "scripts" / "stack.sh"), "services"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    kill_and_restart("r-brms-plumber")
 
 
 # -- warehouse limits ------------------------------------------------------------------

@@ -12,7 +12,9 @@ configure_workers <- function(workers = worker_count()) {
   if (workers == 0L) {
     future::plan(future::sequential)
   } else {
-    future::plan(future::multisession, workers = workers)
+    # I(): future runs a 1-worker multisession plan in this process otherwise,
+    # which would block the server (and /health) for the length of every job.
+    future::plan(future::multisession, workers = I(workers))
   }
   invisible(workers)
 }

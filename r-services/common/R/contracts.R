@@ -89,8 +89,7 @@ endpoint_operation <- function(spec) {
       common_errors(),
       list(
         `422` = error_response("Idempotency-Key already used for another body"),
-        `429` = error_response("job queue full", retry_after_header),
-        `503` = error_response("worker pool restarting", retry_after_header)
+        `429` = error_response("job queue full", retry_after_header)
       )
     )
   } else {

@@ -175,15 +175,25 @@ job_state <- function(job_id) {
 
 # ---- worker pool -------------------------------------------------------------
 
-# future 1.31 does not relaunch a multisession worker that died (killed by a
-# cancel or the OOM killer); the pool is rebuilt once no job runs on it.
+# Jobs wait in this replica's own queue and go to a worker only when one is
+# free: `future`'s queue would hand a job to the pool while a killed worker
+# still counts as busy and then wait for it for ever. future 1.31 does not
+# relaunch a multisession worker that died (killed by a cancel or the OOM
+# killer), so the pool is rebuilt once none of its workers runs a job, and
+# the queued jobs are dispatched on the new pool.
+worker_slots <- function() max(worker_count(), 1L)
+
+queued_job_ids <- function() names(job_runtime$queue %||% list())
+running_job_ids <- function() job_runtime$running %||% character()
+active_job_count <- function() length(queued_job_ids()) + length(running_job_ids())
+
 mark_pool_broken <- function(err) {
   if (inherits(err, "FutureError")) job_runtime$pool_broken <- TRUE
 }
 
 rebuild_pool_if_idle <- function() {
-  if (isTRUE(job_runtime$pool_broken) && active_job_count() == 0L) {
-    log_event("warning", "rebuilding the worker pool after a worker died")
+  if (isTRUE(job_runtime$pool_broken) && length(running_job_ids()) == 0L) {
+    log_event("warning", "rebuilding the worker pool after a worker died", queued = length(queued_job_ids()))
     future::plan(future::sequential)
     configure_workers(worker_count())
     job_runtime$pool_broken <- FALSE
@@ -191,11 +201,26 @@ rebuild_pool_if_idle <- function() {
   !isTRUE(job_runtime$pool_broken)
 }
 
-active_job_count <- function() length(job_runtime$active %||% character())
+enqueue_job <- function(job_id, fun_name, args) {
+  queue <- job_runtime$queue %||% list()
+  queue[[job_id]] <- list(fun_name = fun_name, args = args)
+  job_runtime$queue <- queue
+  dispatch_jobs()
+}
 
-set_active <- function(job_id, active) {
-  ids <- job_runtime$active %||% character()
-  job_runtime$active <- if (active) union(ids, job_id) else setdiff(ids, job_id)
+# Starts queued jobs, oldest first, while a worker of a healthy pool is free.
+dispatch_jobs <- function() {
+  while (length(queued_job_ids()) > 0 && rebuild_pool_if_idle() && length(running_job_ids()) < worker_slots()) {
+    job_id <- queued_job_ids()[[1]]
+    job <- job_runtime$queue[[job_id]]
+    job_runtime$queue[[job_id]] <- NULL
+    if (!identical(read_job_state(job_id)$status, "queued")) {
+      next # cancelled while it waited: nothing to run
+    }
+    job_runtime$running <- union(running_job_ids(), job_id)
+    launch_job(job_id, job$fun_name, job$args)
+  }
+  invisible(NULL)
 }
 
 # Every JOB_HEARTBEAT_S: show this owner is alive; stop the worker of a job
@@ -204,7 +229,7 @@ job_heartbeat <- function() {
   tryCatch(
     {
       touch_owner()
-      for (job_id in job_runtime$active %||% character()) {
+      for (job_id in running_job_ids()) {
         state <- read_job_state(job_id)
         if (identical(state$status, "cancelled") && !is.null(state$worker_pid) && process_alive(state$worker_pid)) {
           log_event("info", "stopping the worker of a cancelled job", job_id = job_id, worker_pid = state$worker_pid)
@@ -281,17 +306,15 @@ execute_job <- function(job_id, job_fun, job_args) {
   outcome
 }
 
-launch_job <- function(state, fun_name, args) {
-  job_id <- state$job_id
-  set_active(job_id, TRUE)
+launch_job <- function(job_id, fun_name, args) {
   finish <- function(outcome) {
-    set_active(job_id, FALSE)
+    job_runtime$running <- setdiff(running_job_ids(), job_id)
     log_event(
       if (is.null(outcome$internal_error)) "info" else "error",
       "job finished",
       job_id = job_id, status = outcome$status, error = outcome$internal_error
     )
-    rebuild_pool_if_idle()
+    dispatch_jobs()
   }
   promise <- run_in_worker("execute_job", job_id = job_id, job_fun = fun_name, job_args = args)
   promises::then(
@@ -360,10 +383,7 @@ submit_job <- function(req, res, fun_name, ...) {
     }
     if (!is.null(current)) generation <- current$generation + 1L
   }
-  if (!rebuild_pool_if_idle()) {
-    unavailable(res, 503L, "service: the worker pool is restarting after a worker died; retry later")
-  }
-  capacity <- max(worker_count(), 1L) + job_queue_max()
+  capacity <- worker_slots() + job_queue_max()
   if (active_job_count() >= capacity) {
     unavailable(res, 429L, sprintf(
       "service: %d jobs are running or queued on this replica (the limit); retry later", active_job_count()
@@ -389,7 +409,7 @@ submit_job <- function(req, res, fun_name, ...) {
     return(job_accepted(res, winner$state, 200L))
   }
   log_event("info", "job queued", job_id = state$job_id, endpoint = state$endpoint, attempt = generation)
-  launch_job(state, fun_name, args)
+  enqueue_job(state$job_id, fun_name, args)
   job_accepted(res, state, 202L)
 }
 

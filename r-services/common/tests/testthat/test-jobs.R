@@ -81,6 +81,23 @@ test_that("DELETE cancels a running job and the service keeps working", {
   expect_equal(later_job$status, "succeeded")
 })
 
+test_that("a job queued behind a cancelled running job runs once the killed worker is replaced", {
+  # One worker: the queued job can only run on the pool rebuilt after the
+  # cancelled job's worker is killed (it once stayed queued for good).
+  service <- start_test_service("echo-service", env = c(R_SERVICES_ROOT = fixture_services_root, R_WORKERS = "1"))
+  withr::defer(stop_test_service(service))
+  running <- submit(service, 30)
+  deadline <- Sys.time() + 20
+  while (http_get(service, paste0("/jobs/", running$json$job_id))$json$status != "running" && Sys.time() < deadline) {
+    Sys.sleep(0.1)
+  }
+  queued <- submit(service, 0.1)
+  expect_equal(queued$status, 202L)
+  expect_equal(http_call(service, "DELETE", paste0("/jobs/", running$json$job_id))$json$status, "cancelled")
+  expect_equal(wait_for_job(service, queued$json$job_id, timeout_s = 60)$status, "succeeded")
+  expect_equal(wait_for_job(service, submit(service, 0.1)$json$job_id, timeout_s = 60)$status, "succeeded")
+})
+
 test_that("a job whose service died is failed (503) for any replica sharing JOB_DIR, and its key starts a new job", {
   job_dir <- tempfile("jobs-")
   env <- c(R_SERVICES_ROOT = fixture_services_root, JOB_DIR = job_dir)

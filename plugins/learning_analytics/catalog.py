@@ -51,7 +51,7 @@ DAGS: dict[str, DagCatalog] = {
     ),
     "fit_bayesian_growth": DagCatalog(
         description="Bayesian growth (brms): each student's accuracy trajectory and P(reaching the goal).",
-        reads=("attempt", "students"),
+        reads=("attempt", "students", "weekly_kpi", "growth_brms_meta", "growth_brms_user"),
         writes=("growth_brms_meta", "growth_brms_user", "weekly_kpi"),
     ),
     "forecast_prophet": DagCatalog(

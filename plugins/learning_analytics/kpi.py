@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from learning_analytics.settings import FeaturesSettings, KpiSettings
-from learning_analytics.warehouse import Warehouse, require_platform_clock
+from learning_analytics.warehouse import Warehouse, WarehouseTransaction, require_platform_clock
 from learning_analytics.windows import RunWindow, daily_window, weekly_window
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,8 @@ def build_features_topic_daily(warehouse: Warehouse, window: RunWindow) -> int:
     return written
 
 
-def weekly_kpi_params(window: RunWindow, settings: KpiSettings) -> dict[str, Any]:
-    """Parameters of ``kpi/weekly_kpi.sql``."""
+def weekly_kpi_p_params(window: RunWindow, settings: KpiSettings) -> dict[str, Any]:
+    """Parameters of ``kpi/weekly_kpi_p.sql``."""
     return {
         **window.as_sql_params(),
         "p_history_weeks": settings.p_history_weeks,
@@ -67,16 +67,26 @@ def weekly_kpi_params(window: RunWindow, settings: KpiSettings) -> dict[str, Any
     }
 
 
+def update_weekly_kpi_p(tx: WarehouseTransaction, window: RunWindow, settings: KpiSettings) -> int:
+    """Compute ``weekly_kpi.P`` of the window's weeks (``kpi/weekly_kpi_p.sql``, the one
+    definition of P: the growth model's where a converged run has one and
+    ``METRICS_USE_BAYESIAN`` is on, else the simple estimate); return the rows updated.
+    """
+    return tx.execute_file("kpi/weekly_kpi_p.sql", weekly_kpi_p_params(window, settings))
+
+
 def build_weekly_kpi(warehouse: Warehouse, window: RunWindow, settings: KpiSettings) -> int:
-    """Rebuild ``weekly_kpi`` for the window's weeks; return the rows given a P."""
+    """Rebuild ``weekly_kpi`` for the window's weeks (activity, then P); return the rows built."""
     with warehouse.transaction() as tx:
         require_platform_clock(tx.conn, window.timezone)
-        written = tx.execute_file("kpi/weekly_kpi.sql", weekly_kpi_params(window, settings))
+        written = tx.execute_file("kpi/weekly_kpi.sql", window.as_sql_params())
+        with_p = update_weekly_kpi_p(tx, window, settings)
     log.info(
-        "weekly_kpi: %s student-weeks for %s .. %s (P from %s)",
+        "weekly_kpi: %s student-weeks for %s .. %s, %s given a P (from %s)",
         written,
         window.start,
         window.end,
+        with_p,
         "brms where available" if settings.metrics_use_bayesian else "the simple estimate",
     )
     return written

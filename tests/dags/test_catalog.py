@@ -66,10 +66,22 @@ def code_units(dag_id: str) -> list[str]:
         for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.Name | ast.Attribute)
     }
-    kpi_tree = ast.parse((PACKAGE / "kpi.py").read_text())
-    for node in kpi_tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name in called:
-            sources.append(ast.unparse(node))
+    # The kpi.py functions the code calls, and the ones those call.
+    kpi_functions = {
+        node.name: node
+        for node in ast.parse((PACKAGE / "kpi.py").read_text()).body
+        if isinstance(node, ast.FunctionDef)
+    }
+    included: set[str] = set()
+    while pending := (called & set(kpi_functions)) - included:
+        for name in sorted(pending):
+            included.add(name)
+            sources.append(ast.unparse(kpi_functions[name]))
+            called |= {
+                node.id if isinstance(node, ast.Name) else node.attr
+                for node in ast.walk(kpi_functions[name])
+                if isinstance(node, ast.Name | ast.Attribute)
+            }
     return sources
 
 

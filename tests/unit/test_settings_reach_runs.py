@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 
 from learning_analytics.evaluation import EvaluationWindow
-from learning_analytics.kpi import features_window, kpi_window, weekly_kpi_params
+from learning_analytics.kpi import features_window, kpi_window, weekly_kpi_p_params
 from learning_analytics.pipeline import RunContext
 from learning_analytics.pipelines.cluster import ClusterPipeline, fit_payload
 from learning_analytics.pipelines.growth import GrowthPipeline, stage1_sample
@@ -118,7 +118,7 @@ def cluster_request(settings: Any) -> dict[str, Any]:
 
 
 def kpi_sql(settings: Any) -> dict[str, Any]:
-    return weekly_kpi_params(kpi_window(RUN_DATE, settings), settings)
+    return weekly_kpi_p_params(kpi_window(RUN_DATE, settings), settings)
 
 
 def growth_extract(settings: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ stage-1 fit, or on every shard of a full fit. That answer is the run's
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -40,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from learning_analytics.growth_stage2 import Population, conditional_posteriors
+from learning_analytics.kpi import update_weekly_kpi_p
 from learning_analytics.pipeline import (
     Extracted,
     ModelPipeline,
@@ -50,7 +52,7 @@ from learning_analytics.pipeline import (
 )
 from learning_analytics.quality import TableGate, not_null, one_row_per, probability
 from learning_analytics.r_service import RServiceHook, idempotency_key
-from learning_analytics.settings import GrowthSettings
+from learning_analytics.settings import GrowthSettings, KpiSettings
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction, to_json
 from learning_analytics.windows import RunWindow, weekly_window
 
@@ -81,8 +83,10 @@ Will each student reach their accuracy goal? Fits the hierarchical growth model
   `GOAL_HORIZON_WEEKS` after the window, never before its last week). NULL with
   `p_null_reason` for a student with no attempt in the last 14 days or none in the
   window's last week, and for everyone when diagnostics failed;
-* **`weekly_kpi.P`** (+ `p_target_week`) of the window's last week
-  (`p_source = 'brms'`) when `METRICS_USE_BAYESIAN` is true and the run converged.
+* **`weekly_kpi.P`** (+ `p_target_week`) of the window's last week, recomputed by P's one
+  definition (`include/sql/kpi/weekly_kpi_p.sql`, the KPI builder's): this run's P
+  (`p_source = 'brms'`) when `METRICS_USE_BAYESIAN` is true and the run converged, else
+  the simple estimate.
 
 **Fit mode** `BRMS_FIT_MODE`: `two_stage` (default): `prepare` fits brms on a stratified
 sample of `BRMS_STAGE1_STUDENTS` students (everyone if fewer; logged), then each mapped
@@ -187,19 +191,18 @@ def fit_payload(shard: pd.DataFrame, shard_index: int, settings: GrowthSettings)
     }
 
 
-def kpi_rows(users: pd.DataFrame, window: RunWindow) -> pd.DataFrame:
-    """``weekly_kpi`` P of the window's last week for the students with a P (``p_source``
-    brms), with the target week it is about."""
-    trusted = users[users["p_goal"].notna()]
-    return pd.DataFrame(
-        {
-            "user_id": trusted["user_id"],
-            "week_start": window.end - timedelta(days=7),
-            "p": trusted["p_goal"],
-            "p_source": "brms",
-            "p_target_week": trusted["target_week_start"],
-            "p_null_reason": None,
-        }
+def p_week(window: RunWindow) -> RunWindow:
+    """The week whose ``weekly_kpi.P`` a run gives: the last of its window."""
+    return RunWindow(window.run_date, window.end - timedelta(days=7), window.end, window.timezone)
+
+
+def p_settings(settings: GrowthSettings) -> KpiSettings:
+    """The KPI builder's P settings (``KPI_P_HISTORY_WEEKS`` for the simple estimate of
+    students without a growth P), with this run's goal horizon and P source."""
+    return dataclasses.replace(
+        KpiSettings.from_env(),
+        goal_horizon_weeks=settings.goal_horizon_weeks,
+        metrics_use_bayesian=settings.metrics_use_bayesian,
     )
 
 
@@ -527,9 +530,9 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
         }
         users = user_rows(results, window, meta["converged"])
         written["growth_brms_user"] = tx.replace_partition("growth_brms_user", users, key, ["run_date", "user_id"])
-        if settings.metrics_use_bayesian and not users.empty:
-            kpi = kpi_rows(users, window)
-            written["weekly_kpi.p"] = tx.update_columns("weekly_kpi", kpi, ["user_id", "week_start"])
+        # P of the week this run is about, by its one definition (the KPI builder's SQL),
+        # which now sees this run: its P where it converged and METRICS_USE_BAYESIAN is on.
+        written["weekly_kpi.p"] = update_weekly_kpi_p(tx, p_week(window), p_settings(settings))
         log.info(
             "growth run %s: status %s, converged %s, %s", window.run_date, meta["status"], meta["converged"], written
         )

@@ -185,7 +185,8 @@ fit_prophet_map <- function(ds, z, growth, n_changepoints, changepoint_prior_sca
   }
   list(
     growth = growth, start = start, t.scale = t_scale, y.scale = y_scale,
-    changepoints.t = changepoints_t, changepoints = as.Date((start + changepoints_t * t_scale) / 86400, origin = "1970-01-01"),
+    changepoints.t = changepoints_t,
+    changepoints = as.Date((start + changepoints_t * t_scale) / 86400, origin = "1970-01-01"),
     n_changepoints = n_changepoints,
     params = list(
       k = k, m = as.numeric(params$m), delta = delta, sigma_obs = as.numeric(params$sigma_obs),
@@ -310,8 +311,9 @@ sessions_per_week <- function(days) {
 # Scores of weekly activity counts (NA = unknown week). Attempts come in
 # sessions: a week's count is about phi * N with N ~ Poisson(sessions per
 # week) and phi the attempts per session. phi is measured from the active days
-# when they are known (`active_days`, see `sessions_per_week()`), else estimated as the variance over the mean of the other
-# weeks (then |z| behaves like Student-t with n - 1 degrees of freedom and is
+# when they are known (`active_days`, see `sessions_per_week()`), else
+# estimated as the variance over the mean of the other weeks (then |z|
+# behaves like Student-t with n - 1 degrees of freedom and is
 # converted to the z of the same tail). The typical week is the mean of the
 # student's OTHER weeks; the rate's own uncertainty makes the prediction of N
 # negative binomial (Poisson-gamma): P(N <= k) = pbeta(n / (n + 1), shape,
@@ -385,7 +387,9 @@ anomaly_table <- function(ds, y, yhat, score, series, direction) {
   )
 }
 
-empty_anomalies <- function() anomaly_table(as.Date(character()), numeric(), numeric(), numeric(), character(), character())
+empty_anomalies <- function() {
+  anomaly_table(as.Date(character()), numeric(), numeric(), numeric(), character(), character())
+}
 
 # Fit one series. `activity` is NULL (then y > y_min counts as activity) or
 # the weekly attempts. Returns list(status = "fitted"|"inactive", fit, model,
@@ -635,7 +639,9 @@ fit_prophet_batch <- function(request, settings = prophet_settings()) {
 
   fit_safely <- function(rows) {
     tryCatch(
-      fit_one_series(series$ds[rows], series$y[rows], series$activity[rows], series$active_days[rows], request, settings),
+      fit_one_series(
+        series$ds[rows], series$y[rows], series$activity[rows], series$active_days[rows], request, settings
+      ),
       error = function(e) list(status = "failed", reason = paste("fit failed:", conditionMessage(e)))
     )
   }
@@ -666,7 +672,9 @@ assemble_batch <- function(ids, results) {
   anomalies <- lapply(results, function(r) r$anomalies %||% empty_anomalies())
   list(
     fits = fits,
-    forecast = bind_series_tables(ids[has_forecast], lapply(results[has_forecast], `[[`, "forecast"), forecast_columns()),
+    forecast = bind_series_tables(
+      ids[has_forecast], lapply(results[has_forecast], `[[`, "forecast"), forecast_columns()
+    ),
     anomalies = bind_series_tables(ids, anomalies, anomaly_columns()),
     failures = list(
       series_id = ids[!has_fit],

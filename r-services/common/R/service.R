@@ -168,7 +168,7 @@ service_version <- function(service_dir) {
 #' environment whose parent is this package's namespace: the service's
 #' functions find each other and every function of the package, and nothing
 #' is put on the search path. The launcher evaluates `plumber.R` in it and
-#' every worker loads the same code (see [run_in_worker()]).
+#' every worker loads the same code (see `run_in_worker()` in [configure_workers()]).
 #'
 #' @param code_dir the service's `R/` directory (`NULL` or a missing
 #'   directory gives an environment without service code).

@@ -226,7 +226,8 @@ build_service <- function(service_dir, service_name, code_env) {
         status = "ok",
         service = service_name,
         version = version,
-        workers = future::nbrOfWorkers()
+        # unclass(): the plan is made with I(workers), which nbrOfWorkers() returns.
+        workers = unclass(future::nbrOfWorkers())
       )
       # Set by scripts/stack.sh so that a service running older code is restarted.
       code_hash <- Sys.getenv("R_SERVICE_CODE_HASH", unset = "")

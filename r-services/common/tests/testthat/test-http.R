@@ -4,6 +4,8 @@ test_that("/health and /openapi.json are open and describe the service", {
   expect_equal(health$json$status, "ok")
   expect_equal(health$json$service, "echo-service")
   expect_equal(health$json$workers, 2L)
+  # A number, not a one-element array (the Health schema says integer).
+  expect_match(health$text, '"workers":2[,}]')
   expect_true(health$json$fixture)
 
   spec <- http_get(echo_service, "/openapi.json", token = NULL)

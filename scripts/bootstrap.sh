@@ -20,6 +20,13 @@ install_apt_packages() {
   as_root bash "$REPO_ROOT/scripts/install-r-packages.sh"
 }
 
+# The services' shared code, the R package rservicecommon, into the checkout's
+# .local/R-library (as the user: run-service and run-tests read it from there).
+install_r_common() {
+  bash "$REPO_ROOT/scripts/install-r-common.sh"
+  log "R: rservicecommon installed from r-services/common"
+}
+
 install_python_env() {
   local stamp="$VENV_DIR/.requirements.sha256" want
   want="$(sha256sum "$REPO_ROOT/requirements.txt" | cut -d' ' -f1)"
@@ -35,5 +42,6 @@ install_python_env() {
 }
 
 install_apt_packages
+install_r_common
 install_python_env
 log "bootstrap: done"

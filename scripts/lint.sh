@@ -7,10 +7,9 @@
 #
 # lintr runs its defaults with three changes: lines up to 120 characters (as ruff);
 # no object_usage_linter, because a service's files are sourced into one environment
-# (common/R + <service>/R), so lintr sees every cross-file call as undefined; no
-# cyclocomp_linter (long units are tracked in issue 17) and no commented_code_linter
-# (usage examples in comments). Its exclusions are files that other branches were
-# rewriting when it was introduced; they are to be wrapped and dropped from the list.
+# whose parent is the rservicecommon namespace, so lintr sees every cross-file call
+# as undefined; no cyclocomp_linter (long units are tracked in issue 17) and no
+# commented_code_linter (usage examples in comments). No R file is excluded.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 

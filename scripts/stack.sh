@@ -114,10 +114,12 @@ service_token() {
   esac
 }
 
-# Hash of the R code a service runs (common + the service), reported by the
-# service in /health so that a service started from older code is not reused.
+# Hash of the R code a service runs (the rservicecommon package's sources in
+# common + the service), reported by the service in /health so that a service
+# started from older code is not reused.
 service_code_hash() {
-  (cd "$REPO_ROOT/r-services" && find common "$1" -type f \( -name '*.R' -o -name 'VERSION' -o -name 'schemas.json' \) -print0 |
+  (cd "$REPO_ROOT/r-services" && find common "$1" -type f \( -name '*.R' -o -name 'VERSION' -o -name 'schemas.json' \
+    -o -name 'DESCRIPTION' -o -name 'NAMESPACE' \) -print0 |
     sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 }
 
@@ -138,6 +140,9 @@ stop_service() {
 start_services() {
   mkdir -p "$LOCAL_DIR/logs" "$LOCAL_DIR/run"
   local name port health code_hash started=()
+  # The services load the shared code as the installed package: install the
+  # checkout's sources (a no-op when unchanged) before any service starts.
+  bash "$REPO_ROOT/scripts/install-r-common.sh" || die "could not install r-services/common (R package rservicecommon)"
   for name in "${!SERVICE_PORTS[@]}"; do
     [[ -f "$REPO_ROOT/r-services/$name/plumber.R" ]] || continue
     port="${SERVICE_PORTS[$name]}"

@@ -4,6 +4,12 @@
 # MODEL_DIR (default <working directory>/models), R_WORKERS (default 2),
 # MAX_BODY_BYTES (default 50 MiB), JOB_DIR (default MODEL_DIR/jobs) and the
 # other JOB_* settings of R/jobs.R.
+#
+# Shared code comes from the installed package rservicecommon (this directory,
+# installed by scripts/install-r-common.sh or the image's R CMD INSTALL); the
+# service's R/*.R are sourced into their own environment whose parent is the
+# package namespace (rservicecommon::load_service_code()), and plumber.R is
+# evaluated there.
 
 fail <- function(...) {
   message("run-service: ", ...)
@@ -34,7 +40,12 @@ if (!nzchar(Sys.getenv("R_SERVICE_TOKEN"))) {
 host <- Sys.getenv("HOST", unset = "")
 if (!nzchar(host)) host <- "127.0.0.1"
 
-common_dir <- normalizePath(dirname(sub("^--file=", "", grep("^--file=", commandArgs(), value = TRUE)[1])))
+if (!requireNamespace("rservicecommon", quietly = TRUE)) {
+  fail(
+    "the R package rservicecommon is not installed in ", paste(.libPaths(), collapse = ":"),
+    " (run scripts/install-r-common.sh)"
+  )
+}
 model_dir_path <- Sys.getenv("MODEL_DIR", unset = "")
 if (!nzchar(model_dir_path)) model_dir_path <- file.path(getwd(), "models")
 dir.create(model_dir_path, recursive = TRUE, showWarnings = FALSE)
@@ -44,35 +55,26 @@ Sys.setenv(
   R_SERVICE_NAME = service_name
 )
 
-options(
-  r_service.common_r_dir = file.path(common_dir, "R"),
-  r_service.code_dir = file.path(service_dir, "R")
-)
+# The service's code directory, for the workers (run_in_worker()) and for
+# service code that finds files beside it.
+options(r_service.code_dir = file.path(service_dir, "R"))
+code_env <- rservicecommon::load_service_code(file.path(service_dir, "R"))
 
-code_env <- new.env(parent = globalenv())
-code_files <- c(
-  sort(list.files(file.path(common_dir, "R"), pattern = "\\.[Rr]$", full.names = TRUE)),
-  sort(list.files(file.path(service_dir, "R"), pattern = "\\.[Rr]$", full.names = TRUE))
-)
-for (file in code_files) {
-  sys.source(file, envir = code_env)
-}
-
-invisible(tryCatch(code_env$max_body_bytes(), error = function(err) fail(conditionMessage(err))))
-workers <- tryCatch(code_env$worker_count(), error = function(err) fail(conditionMessage(err)))
+invisible(tryCatch(rservicecommon::max_body_bytes(), error = function(err) fail(conditionMessage(err))))
+workers <- tryCatch(rservicecommon::worker_count(), error = function(err) fail(conditionMessage(err)))
 
 # A service may prepare expensive state (e.g. compiled Stan models) before it
 # accepts requests.
 on_service_start <- get0("on_service_start", envir = code_env, inherits = FALSE)
 if (is.function(on_service_start)) {
-  code_env$log_event("info", "preparing service")
+  rservicecommon::log_event("info", "preparing service")
   on_service_start()
 }
 
-code_env$configure_workers(workers)
-invisible(tryCatch(code_env$start_job_system(), error = function(err) fail(conditionMessage(err))))
-router <- code_env$build_service(service_dir, service_name, code_env)
-code_env$log_event(
+rservicecommon::configure_workers(workers)
+invisible(tryCatch(rservicecommon::start_job_system(), error = function(err) fail(conditionMessage(err))))
+router <- rservicecommon::build_service(service_dir, service_name, code_env)
+rservicecommon::log_event(
   "info", "service starting",
   host = host, port = port, model_dir = Sys.getenv("MODEL_DIR"), workers = workers
 )

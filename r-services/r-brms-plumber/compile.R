@@ -6,13 +6,11 @@
 
 script_path <- sub("^--file=", "", grep("^--file=", commandArgs(), value = TRUE)[1])
 service_dir <- normalizePath(dirname(script_path))
-code_files <- c(
-  sort(list.files(file.path(service_dir, "..", "common", "R"), pattern = "\\.R$", full.names = TRUE)),
-  sort(list.files(file.path(service_dir, "R"), pattern = "\\.R$", full.names = TRUE))
-)
-for (file in code_files) {
-  sys.source(file, envir = globalenv())
-}
+options(r_service.code_dir = file.path(service_dir, "R"))
+code_env <- rservicecommon::load_service_code(file.path(service_dir, "R"))
 Sys.setenv(R_SERVICE_NAME = "r-brms-plumber")
-compiled <- ensure_templates()
-log_event("info", "growth templates ready", template_dir = template_dir(), compiled = I(compiled))
+compiled <- code_env$ensure_templates()
+rservicecommon::log_event(
+  "info", "growth templates ready",
+  template_dir = code_env$template_dir(), compiled = I(compiled)
+)

@@ -1,6 +1,6 @@
 # HTTP contracts as JSON Schemas, in one place per service:
 # `<service>/schemas.json` holds the request and response bodies of its
-# endpoints, `common/schemas.json` what every service shares (errors, jobs,
+# endpoints, `common/inst/schemas.json` (installed with the package) what every service shares (errors, jobs,
 # /health). `/openapi.json` is built from them; the pytest suite runs
 # schemathesis against each service with this document (0 server errors, 0
 # responses that break it), which keeps schemas and validators in step.
@@ -20,7 +20,7 @@ read_schema_file <- function(path) {
 }
 
 read_contracts <- function(service_dir) {
-  common <- read_schema_file(file.path(dirname(getOption("r_service.common_r_dir")), "schemas.json"))
+  common <- read_schema_file(system.file("schemas.json", package = "rservicecommon", mustWork = TRUE))
   service <- read_schema_file(file.path(service_dir, "schemas.json"))
   schemas <- c(common$schemas, service$schemas)
   job_results <- unlist(lapply(service$endpoints, function(methods) lapply(methods, `[[`, "job_result")))

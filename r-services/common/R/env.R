@@ -9,6 +9,22 @@
 #
 # `env` (a named character vector, e.g. c(R_WORKERS = "4")) replaces the
 # process environment, for tests.
+#' A setting from the environment, or a loud failure
+#'
+#' The one reader of environment settings. Unset or empty gives `default`;
+#' otherwise the value is parsed by the default's type (integer for `2L`,
+#' number for `2`, one of `choices` for a string) and must lie in
+#' `[min, max]`, or the call fails with `environment variable NAME must be
+#' ... got '...'`.
+#'
+#' @param name the variable's name.
+#' @param default value when unset or empty; its type decides the parsing.
+#' @param min,max allowed range of a number.
+#' @param choices allowed values of a string.
+#' @param env a named character vector standing in for the environment
+#'   (tests); `NULL` reads the process environment.
+#' @return the value.
+#' @export
 env_setting <- function(name, default, min = -Inf, max = Inf, choices = NULL, env = NULL) {
   text <- if (is.null(env)) Sys.getenv(name, unset = "") else unname(env[name])
   if (length(text) != 1 || is.na(text) || !nzchar(trimws(text))) {

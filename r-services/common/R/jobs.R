@@ -264,6 +264,8 @@ prune_jobs <- function(now = Sys.time()) {
 }
 
 # Called by the launcher before the service listens.
+#' @rdname submit_job
+#' @export
 start_job_system <- function() {
   invisible(job_settings())
   for (dir in c(job_dir(), file.path(job_dir(), c("keys", "owners")))) {
@@ -286,7 +288,7 @@ execute_job <- function(job_id, job_fun, job_args) {
   update_job_state(job_id, status = "running", started_at = utc_timestamp(), worker_pid = Sys.getpid())
   outcome <- tryCatch(
     {
-      result <- do.call(job_fun, job_args)
+      result <- do.call(get(job_fun, envir = service_code(), mode = "function"), job_args)
       save_rds_atomically(result, job_result_path(job_id))
       list(status = "succeeded")
     },
@@ -359,6 +361,22 @@ valid_idempotency_key <- function(key) {
 # Call from a fit endpoint once its input is valid: answers 202 with the new
 # job, or 200 with the job already holding this request's Idempotency-Key.
 # `fun_name` (with `...`) runs in a worker and returns the fit response.
+#' Fit jobs
+#'
+#' `submit_job()` records a job that runs `fun_name(...)` in a worker and
+#' answers 202 with `Location: /jobs/<job_id>` (or 200 with the job already
+#' submitted under the request's `Idempotency-Key`, 422 for that key with
+#' another body, 429 when the replica's queue is full). `get_job()` and
+#' `cancel_job()` serve `GET` and `DELETE /jobs/<job_id>`.
+#' `start_job_system()` prepares `JOB_DIR`, prunes old jobs and starts the
+#' heartbeat; the launcher calls it once.
+#'
+#' @param req,res the plumber request and response.
+#' @param fun_name name of the worker function.
+#' @param ... its arguments (evaluated before any job exists, so validation
+#'   failures are 400s).
+#' @return `submit_job()`, `get_job()`, `cancel_job()` the job's public view.
+#' @export
 submit_job <- function(req, res, fun_name, ...) {
   # Arguments first: validation code passed as an argument must fail before a job exists.
   args <- list(...)
@@ -438,8 +456,13 @@ job_view <- function(state) {
   view
 }
 
+#' @rdname submit_job
+#' @param job_id the job's id.
+#' @export
 get_job <- function(job_id) job_view(job_or_404(job_id))
 
+#' @rdname submit_job
+#' @export
 cancel_job <- function(job_id) {
   state <- job_or_404(job_id)
   if (!state$status %in% terminal_job_statuses) {

@@ -9,6 +9,13 @@ utc_timestamp <- function(time = Sys.time()) {
   format(time, "%Y-%m-%dT%H:%M:%OS3Z", tz = "UTC")
 }
 
+#' One JSON log line on stdout
+#'
+#' @param level `"info"`, `"warning"`, `"error"`, ...
+#' @param message the event.
+#' @param ... further named fields of the line (`NULL` ones are left out).
+#' @return `NULL`, invisibly.
+#' @export
 log_event <- function(level, message, ...) {
   fields <- list(...)
   fields <- fields[!vapply(fields, is.null, logical(1))]

@@ -5,6 +5,20 @@
 
 model_id_pattern <- "^[a-z][a-z0-9]*-[0-9]{8}T[0-9]{6}-[0-9a-f]{16}$"
 
+#' The model store
+#'
+#' Models are RDS files under `MODEL_DIR` (default `./models`).
+#' `save_model()` stores an object under a new id
+#' `<prefix>-<YYYYMMDDTHHMMSS UTC>-<16 hex>`; `load_model()` reads one back,
+#' with a 400 if `model_id` is missing or not a string and a 404 if it is
+#' malformed, of another prefix or absent (ids are matched against a strict
+#' pattern before any file access). `write_atomically()` writes through
+#' `write(partial)` to a temporary file next to `path`, then renames it over
+#' `path`, so readers see the old or the new file, never half;
+#' `save_rds_atomically()` is `saveRDS()` through it.
+#'
+#' @return `model_dir()` the store directory.
+#' @export
 model_dir <- function() {
   dir <- Sys.getenv("MODEL_DIR", unset = "")
   if (!nzchar(dir)) file.path(getwd(), "models") else dir
@@ -28,6 +42,10 @@ temporary_path <- function(path) paste0(path, ".tmp-", Sys.getpid(), "-", random
 # results, compiled templates): `write(partial)` writes a temporary file next to
 # `path`, which is then renamed over it, so a concurrent reader sees the old
 # file or the new one, never half of one. A failed rename is an error.
+#' @rdname model_dir
+#' @param path the file to write.
+#' @param write a function of the temporary path that writes the content.
+#' @export
 write_atomically <- function(path, write) {
   partial <- temporary_path(path)
   write(partial)
@@ -46,11 +64,18 @@ write_atomically <- function(path, write) {
   invisible(path)
 }
 
+#' @rdname model_dir
+#' @export
 save_rds_atomically <- function(object, path) {
   write_atomically(path, function(partial) saveRDS(object, partial))
 }
 
 # Saves `object` and returns its new model_id.
+#' @rdname model_dir
+#' @param object an R object.
+#' @param prefix lowercase letters and digits, e.g. `"growth"`.
+#' @return `save_model()` the new model id.
+#' @export
 save_model <- function(object, prefix) {
   dir.create(model_dir(), recursive = TRUE, showWarnings = FALSE)
   model_id <- new_model_id(prefix)
@@ -60,6 +85,12 @@ save_model <- function(object, prefix) {
 
 # Loads a stored model. `field` names the request field in error messages.
 # A prefix (e.g. "growth") restricts which kind of model the id may name.
+#' @rdname model_dir
+#' @param model_id the id sent by the client.
+#' @param prefix the expected prefix, or `NULL` for any.
+#' @param field the field's path in messages.
+#' @return `load_model()` the stored object.
+#' @export
 load_model <- function(model_id, prefix = NULL, field = "model_id") {
   if (is.null(model_id)) {
     stop_bad_request(paste0(field, ": required field is missing"))

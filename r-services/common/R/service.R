@@ -7,6 +7,10 @@ open_path <- function(path) {
   path %in% c("/health", "/openapi.json") || startsWith(path, "/__docs__")
 }
 
+#' The request body limit
+#'
+#' @return `MAX_BODY_BYTES` (default 50 MiB); larger bodies get 413.
+#' @export
 max_body_bytes <- function() env_setting("MAX_BODY_BYTES", 50 * 1024^2, min = 1)
 
 # Compares without stopping at the first differing byte, so response timing
@@ -137,6 +141,14 @@ json_only_parsers <- function() {
 
 # Endpoints return column tables through this so that one-row tables still
 # serialize as arrays (the default serializer unboxes length-1 vectors).
+#' A table serialized as columns
+#'
+#' The default serializer turns length-1 vectors into scalars; wrapping each
+#' column with `I()` keeps a one-row table's columns arrays.
+#'
+#' @param table a data frame or a list of columns.
+#' @return a list of `I()` columns.
+#' @export
 as_columns <- function(table) {
   lapply(as.list(table), I)
 }
@@ -150,8 +162,52 @@ service_version <- function(service_dir) {
   if (file.exists(version_file)) trimws(readLines(version_file, n = 1, warn = FALSE)) else "0.0.0"
 }
 
-# Builds the router for `<services_root>/<service_name>`. `code_env` must hold
-# common's and the service's R code; plumber.R is evaluated in it.
+#' Load a service's model code into its own environment
+#'
+#' Sources the `*.R` files of `code_dir` (sorted by name) into a new
+#' environment whose parent is this package's namespace: the service's
+#' functions find each other and every function of the package, and nothing
+#' is put on the search path. The launcher evaluates `plumber.R` in it and
+#' every worker loads the same code (see `run_in_worker()` in [configure_workers()]).
+#'
+#' @param code_dir the service's `R/` directory (`NULL` or a missing
+#'   directory gives an environment without service code).
+#' @return the environment.
+#' @export
+load_service_code <- function(code_dir) {
+  code_env <- new.env(parent = topenv(environment(load_service_code)))
+  files <- if (is.null(code_dir)) character() else list.files(code_dir, pattern = "\\.[Rr]$", full.names = TRUE)
+  for (file in sort(files)) {
+    sys.source(file, envir = code_env)
+  }
+  service_state$code_env <- code_env
+  code_env
+}
+
+service_state <- new.env(parent = emptyenv())
+
+# The service code loaded last in this process (the server's or a worker's),
+# where functions named by a job (`submit_job(..., "<worker function>")`) are
+# looked up; this package's namespace before any was loaded.
+service_code <- function() {
+  service_state$code_env %||% topenv(environment(service_code))
+}
+
+# Builds the router for `<services_root>/<service_name>`. `code_env` holds the
+# service's R code (`load_service_code()`); plumber.R is evaluated in it.
+#' The plumber router of a service
+#'
+#' Evaluates `<service_dir>/plumber.R` in `code_env` and adds what every
+#' service shares: auth and body-limit filters, JSON parsing and errors,
+#' request ids and logs, `GET /health`, `GET` and `DELETE /jobs/<job_id>` and
+#' the OpenAPI document built from the schemas.
+#'
+#' @param service_dir the service's directory.
+#' @param service_name its name (in `/health` and the OpenAPI title).
+#' @param code_env the environment of the service's code, from
+#'   [load_service_code()].
+#' @return a plumber router.
+#' @export
 build_service <- function(service_dir, service_name, code_env) {
   version <- service_version(service_dir)
   router <- plumber::pr(file.path(service_dir, "plumber.R"), envir = code_env)
@@ -170,7 +226,8 @@ build_service <- function(service_dir, service_name, code_env) {
         status = "ok",
         service = service_name,
         version = version,
-        workers = future::nbrOfWorkers()
+        # unclass(): the plan is made with I(workers), which nbrOfWorkers() returns.
+        workers = unclass(future::nbrOfWorkers())
       )
       # Set by scripts/stack.sh so that a service running older code is restarted.
       code_hash <- Sys.getenv("R_SERVICE_CODE_HASH", unset = "")

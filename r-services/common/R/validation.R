@@ -6,6 +6,16 @@
 # field path, e.g. `data.accuracy: values must be within [0, 1] (row 3 is 1.4)`,
 # so that a caller can fix its request without reading R code.
 
+#' Values and field paths as shown in 400 messages
+#'
+#' `format_value()` shows a value as messages do (strings quoted);
+#' `field_path()` joins a field prefix and a name (`"data.week"`, or the name
+#' alone when `field` is `NULL`); `is_json_object()` tells a parsed JSON object
+#' (a named list, or an empty one) from an array or a scalar.
+#'
+#' @param x a value.
+#' @return a string (`format_value()`, `field_path()`) or a flag.
+#' @export
 format_value <- function(x) {
   if (is.character(x)) {
     return(encodeString(x, quote = "\""))
@@ -19,15 +29,27 @@ format_value <- function(x) {
   format(x, digits = 15)
 }
 
+#' @rdname format_value
+#' @param field path prefix (e.g. `"data"`, `"model"`) or `NULL`.
+#' @param name field name.
+#' @export
 field_path <- function(field, name) {
   if (is.null(field) || !nzchar(field)) name else paste0(field, ".", name)
 }
 
+#' @rdname format_value
+#' @export
 is_json_object <- function(x) {
   is.list(x) && !is.data.frame(x) && (length(x) == 0 || !is.null(names(x)))
 }
 
 # The parsed body as a named list; anything else is a 400 naming `body`.
+#' The parsed JSON body of a request
+#'
+#' @param req the plumber request.
+#' @return the body as a named list; 400 `body: must be a JSON object`
+#'   otherwise (also for an empty body).
+#' @export
 request_body <- function(req) {
   body <- req$body
   if (is.null(body) || length(body) == 0) {
@@ -43,6 +65,17 @@ request_body <- function(req) {
 # `required` columns must be present; all columns must be arrays of scalars of
 # one common, non-zero length. Columns not listed are kept (services may use
 # them as covariates or features).
+#' A column-oriented table from a request
+#'
+#' Checks that `value` is present, is an object of equal-length arrays of
+#' scalars (row arrays are refused), has the `required` columns and at least
+#' one row. Every failure is a 400 naming the field.
+#'
+#' @param value the parsed field, e.g. `body$data`.
+#' @param field the field's path in messages.
+#' @param required names of columns that must be present.
+#' @return a `data.frame` of all columns.
+#' @export
 validate_table <- function(value, field = "data", required = character()) {
   if (is.null(value)) {
     stop_bad_request(paste0(field, ": required field is missing"))
@@ -105,6 +138,33 @@ max_abs_number <- 1e12
 # Booleans and strings are refused (the row named is the first offending one),
 # as are NaN (never a missing value, even with `allow_missing`), non-finite
 # values and magnitudes beyond `max_abs_number`.
+#' Column validators
+#'
+#' Each checks one column of a table from [validate_table()] and returns its
+#' values, or fails with a 400 `<field>.<column>: <problem>` naming the first
+#' offending row (1-based).
+#'
+#' * `check_numeric_column()`: numbers (booleans and strings refused), never
+#'   NaN, no nulls unless `allow_missing`, finite and within +-1e12, whole
+#'   numbers when `integer`, within `[min, max]`; returns a double vector (an
+#'   integer vector when `integer`).
+#' * `check_probability_column()`: numbers within `[0, 1]`.
+#' * `check_id_column()`: strings or numbers, no nulls; returned unchanged.
+#' * `check_date_column()`: ISO `YYYY-MM-DD` strings; returns a `Date` vector.
+#' * `check_choice_column()`: each value one of `choices`.
+#' * `check_unique_rows()`: no two rows share the values of `columns`; returns
+#'   the table.
+#'
+#' @param table a table from [validate_table()].
+#' @param column the column's name.
+#' @param columns names of the columns that identify a row.
+#' @param field the table's path in messages.
+#' @param min,max allowed range.
+#' @param integer require whole numbers.
+#' @param allow_missing accept nulls (`NA`).
+#' @param choices allowed values.
+#' @return the checked values (see above).
+#' @export
 check_numeric_column <- function(table, column, field = "data", min = -Inf, max = Inf,
                                  integer = FALSE, allow_missing = FALSE) {
   path <- field_path(field, column)
@@ -163,6 +223,8 @@ check_numeric_column <- function(table, column, field = "data", min = -Inf, max 
 }
 
 # Rows must be unique on `columns` (e.g. one row per user and week).
+#' @rdname check_numeric_column
+#' @export
 check_unique_rows <- function(table, columns, field = "data") {
   duplicate <- anyDuplicated(as.data.frame(table)[columns])
   if (duplicate > 0) {
@@ -176,12 +238,16 @@ check_unique_rows <- function(table, columns, field = "data") {
   invisible(table)
 }
 
+#' @rdname check_numeric_column
+#' @export
 check_probability_column <- function(table, column, field = "data", allow_missing = FALSE) {
   check_numeric_column(table, column, field, min = 0, max = 1, allow_missing = allow_missing)
 }
 
 # Identifier column (strings or whole numbers, no nulls). Returned unchanged so
 # that responses echo ids with the type the caller sent.
+#' @rdname check_numeric_column
+#' @export
 check_id_column <- function(table, column, field = "data") {
   path <- field_path(field, column)
   values <- table[[column]]
@@ -200,6 +266,8 @@ check_id_column <- function(table, column, field = "data") {
 }
 
 # ISO `YYYY-MM-DD` dates; returns a Date vector.
+#' @rdname check_numeric_column
+#' @export
 check_date_column <- function(table, column, field = "data") {
   path <- field_path(field, column)
   values <- table[[column]]
@@ -219,6 +287,8 @@ check_date_column <- function(table, column, field = "data") {
   dates
 }
 
+#' @rdname check_numeric_column
+#' @export
 check_choice_column <- function(table, column, choices, field = "data") {
   path <- field_path(field, column)
   values <- table[[column]]
@@ -238,6 +308,28 @@ check_choice_column <- function(table, column, choices, field = "data") {
 
 # A scalar number from an object. JSON null or an absent field gives `default`;
 # without a default the field is required.
+#' Scalar fields of a request body
+#'
+#' Read `body[[name]]`; an absent or `null` field gives `default`, and without
+#' a default the field is required. Failures are 400s naming the field.
+#'
+#' * `scalar_number()`: a finite number within +-1e12 and `[min, max]`
+#'   (booleans refused), whole when `integer`.
+#' * `scalar_string()`: a string, one of `choices` when given.
+#' * `scalar_flag()`: `TRUE` or `FALSE`.
+#' * `string_array()`: at least `min_length` distinct strings.
+#'
+#' @param body the parsed body (or a nested object of it).
+#' @param name the field's name.
+#' @param default value when the field is absent or `null`; `NULL` makes the
+#'   field required.
+#' @param min,max allowed range.
+#' @param integer require a whole number (returned as integer).
+#' @param choices allowed values.
+#' @param min_length fewest elements.
+#' @param field path prefix of `body` in messages, e.g. `"model"`.
+#' @return the value.
+#' @export
 scalar_number <- function(body, name, default = NULL, min = -Inf, max = Inf,
                           integer = FALSE, field = NULL) {
   path <- field_path(field, name)
@@ -268,6 +360,8 @@ scalar_number <- function(body, name, default = NULL, min = -Inf, max = Inf,
   if (integer) as.integer(value) else as.numeric(value)
 }
 
+#' @rdname scalar_number
+#' @export
 scalar_string <- function(body, name, default = NULL, choices = NULL, field = NULL) {
   path <- field_path(field, name)
   value <- body[[name]]
@@ -289,6 +383,8 @@ scalar_string <- function(body, name, default = NULL, choices = NULL, field = NU
   value
 }
 
+#' @rdname scalar_number
+#' @export
 scalar_flag <- function(body, name, default = NULL, field = NULL) {
   path <- field_path(field, name)
   value <- body[[name]]
@@ -305,6 +401,8 @@ scalar_flag <- function(body, name, default = NULL, field = NULL) {
 }
 
 # An array of distinct strings, e.g. a list of feature or covariate names.
+#' @rdname scalar_number
+#' @export
 string_array <- function(body, name, default = NULL, min_length = 1L, field = NULL) {
   path <- field_path(field, name)
   value <- body[[name]]

@@ -185,7 +185,8 @@ fit_prophet_map <- function(ds, z, growth, n_changepoints, changepoint_prior_sca
   }
   list(
     growth = growth, start = start, t.scale = t_scale, y.scale = y_scale,
-    changepoints.t = changepoints_t, changepoints = as.Date((start + changepoints_t * t_scale) / 86400, origin = "1970-01-01"),
+    changepoints.t = changepoints_t,
+    changepoints = as.Date((start + changepoints_t * t_scale) / 86400, origin = "1970-01-01"),
     n_changepoints = n_changepoints,
     params = list(
       k = k, m = as.numeric(params$m), delta = delta, sigma_obs = as.numeric(params$sigma_obs),
@@ -310,8 +311,9 @@ sessions_per_week <- function(days) {
 # Scores of weekly activity counts (NA = unknown week). Attempts come in
 # sessions: a week's count is about phi * N with N ~ Poisson(sessions per
 # week) and phi the attempts per session. phi is measured from the active days
-# when they are known (`active_days`, see `sessions_per_week()`), else estimated as the variance over the mean of the other
-# weeks (then |z| behaves like Student-t with n - 1 degrees of freedom and is
+# when they are known (`active_days`, see `sessions_per_week()`), else
+# estimated as the variance over the mean of the other weeks (then |z|
+# behaves like Student-t with n - 1 degrees of freedom and is
 # converted to the z of the same tail). The typical week is the mean of the
 # student's OTHER weeks; the rate's own uncertainty makes the prediction of N
 # negative binomial (Poisson-gamma): P(N <= k) = pbeta(n / (n + 1), shape,
@@ -385,44 +387,30 @@ anomaly_table <- function(ds, y, yhat, score, series, direction) {
   )
 }
 
-empty_anomalies <- function() anomaly_table(as.Date(character()), numeric(), numeric(), numeric(), character(), character())
+empty_anomalies <- function() {
+  anomaly_table(as.Date(character()), numeric(), numeric(), numeric(), character(), character())
+}
 
 # Fit one series. `activity` is NULL (then y > y_min counts as activity) or
 # the weekly attempts. Returns list(status = "fitted"|"inactive", fit, model,
 # forecast, anomalies) or list(status = "skipped"|"inactive"|"failed",
-# reason[, anomalies]). Never throws for data reasons.
+# reason[, anomalies]). Never throws for data reasons. The steps: order the
+# weeks and find the active ones (`prepare_series()`), score the activity
+# (`activity_anomalies()`), fit the trend to the active weeks
+# (`fit_series_trend()`) and score the learning index against it
+# (`learning_index_anomalies()`), then build the stored model
+# (`series_model_of()`), the fit summary (`series_fit_summary()`) and the
+# forecast.
 fit_one_series <- function(ds, y, activity, active_days, request, settings) {
-  order_by_date <- order(ds)
-  ds <- ds[order_by_date]
-  y <- y[order_by_date]
-  active_days <- active_days[order_by_date]
-  has_activity <- !is.null(activity)
-  activity <- if (has_activity) activity[order_by_date] else y - request$y_min
-  active <- !is.na(activity) & activity > 0
-  recent <- ds > max(ds) - 7L * settings$inactive_weeks
-  inactive <- all(!is.na(activity[recent]) & activity[recent] == 0)
-  if (!any(active)) {
+  series <- prepare_series(ds, y, activity, active_days, request$y_min, settings)
+  if (!any(series$active)) {
     return(list(status = "inactive", reason = "no activity in any week of the series", anomalies = empty_anomalies()))
   }
-  last_active <- max(which(active))
-  # Weeks after the last active week are the end of activity, not anomalies;
-  # for an inactive student the last active week may be cut short by leaving.
-  scored <- seq_len(last_active)
   anomalies <- list()
-  if (has_activity) {
-    counts <- activity[scored]
-    activity_result <- activity_scores(counts, active_days[scored], settings)
-    flagged <- which(activity_result$score > request$anomaly_threshold)
-    if (inactive) {
-      flagged <- setdiff(flagged, which(activity_result$direction == "dip" & scored == last_active))
-    }
-    anomalies$activity <- anomaly_table(
-      ds[flagged], counts[flagged], activity_result$expected[flagged], activity_result$score[flagged],
-      "activity", activity_result$direction[flagged]
-    )
+  if (series$has_activity) {
+    anomalies$activity <- activity_anomalies(series, request$anomaly_threshold, settings)
   }
-
-  trend_points <- !is.na(y) & active
+  trend_points <- !is.na(series$y) & series$active
   n_points <- sum(trend_points)
   if (n_points < settings$min_points) {
     return(list(
@@ -431,33 +419,108 @@ fit_one_series <- function(ds, y, activity, active_days, request, settings) {
         "too few points: %d weeks with activity and a value, at least %d needed",
         n_points, settings$min_points
       ),
-      anomalies = do.call(rbind, c(list(empty_anomalies()), anomalies))
+      anomalies = bind_anomalies(anomalies)
     ))
   }
-  fitted_ds <- ds[trend_points]
-  fitted_y <- y[trend_points]
-  scale <- model_scale(request$y_min, request$y_max, fitted_y, settings)
-  z <- scale$to(fitted_y)
-  growth <- if (n_points < settings$min_points_linear) "flat" else settings$growth
-  # ln(1 + attempts) as prophet's regressor: I_t moves with the week's effort,
-  # which the activity series judges; the learning index is judged net of it.
-  effort <- if (has_activity) log1p(activity[trend_points]) else NULL
-  trend <- fit_trend(fitted_ds, z, growth, settings, effort)
-  score <- leave_one_out_scores(trend, z, settings)
-  flagged <- which(score > request$anomaly_threshold)
-  expected_y <- scale$from(z - trend$residuals)
-  anomalies$learning_index <- anomaly_table(
-    fitted_ds[flagged], fitted_y[flagged], expected_y[flagged], score[flagged], "learning_index",
-    ifelse(trend$residuals[flagged] > 0, "spike", "dip")
-  )
-  anomalies <- do.call(rbind, c(list(empty_anomalies()), anomalies))
+  fitted <- fit_series_trend(series, trend_points, request, settings)
+  anomalies$learning_index <- learning_index_anomalies(fitted, request$anomaly_threshold, settings)
+  anomalies <- bind_anomalies(anomalies)
   anomalies <- anomalies[order(anomalies$ds, anomalies$series), , drop = FALSE]
 
+  series_model <- series_model_of(series, fitted)
+  status <- if (series$inactive) "inactive" else "fitted"
+  list(
+    status = status,
+    model = if (series$inactive) NULL else series_model,
+    fit = series_fit_summary(status, series, fitted, series_model, n_points, settings),
+    forecast = if (series$inactive) NULL else forecast_series(series_model, request$forecast_weeks, settings),
+    anomalies = anomalies
+  )
+}
+
+# The series in date order with its activity: the weekly attempts, or y above
+# `y_min` when the request has no attempts (`has_activity` FALSE). `active`
+# marks weeks with activity; `inactive` is TRUE when the last
+# `inactive_weeks` weeks are all known to have none.
+prepare_series <- function(ds, y, activity, active_days, y_min, settings) {
+  order_by_date <- order(ds)
+  ds <- ds[order_by_date]
+  y <- y[order_by_date]
+  has_activity <- !is.null(activity)
+  activity <- if (has_activity) activity[order_by_date] else y - y_min
+  recent <- ds > max(ds) - 7L * settings$inactive_weeks
+  list(
+    ds = ds, y = y, activity = activity, active_days = active_days[order_by_date],
+    has_activity = has_activity,
+    active = !is.na(activity) & activity > 0,
+    inactive = all(!is.na(activity[recent]) & activity[recent] == 0)
+  )
+}
+
+# Anomalous weeks of the activity counts, up to the last active week: weeks
+# after it are the end of activity, not anomalies, and for an inactive
+# student the last active week may be cut short by leaving (a dip there is
+# not flagged).
+activity_anomalies <- function(series, threshold, settings) {
+  last_active <- max(which(series$active))
+  scored <- seq_len(last_active)
+  counts <- series$activity[scored]
+  activity_result <- activity_scores(counts, series$active_days[scored], settings)
+  flagged <- which(activity_result$score > threshold)
+  if (series$inactive) {
+    flagged <- setdiff(flagged, which(activity_result$direction == "dip" & scored == last_active))
+  }
+  anomaly_table(
+    series$ds[flagged], counts[flagged], activity_result$expected[flagged], activity_result$score[flagged],
+    "activity", activity_result$direction[flagged]
+  )
+}
+
+# One table of the anomaly tables in `anomalies` (a list, possibly empty).
+bind_anomalies <- function(anomalies) {
+  do.call(rbind, c(list(empty_anomalies()), anomalies))
+}
+
+# The trend of the weeks in `trend_points` on the model scale. Too few points
+# for a line give a flat trend. ln(1 + attempts) is prophet's regressor: I_t
+# moves with the week's effort, which the activity series judges; the
+# learning index is judged net of it.
+fit_series_trend <- function(series, trend_points, request, settings) {
+  fitted_ds <- series$ds[trend_points]
+  fitted_y <- series$y[trend_points]
+  scale <- model_scale(request$y_min, request$y_max, fitted_y, settings)
+  z <- scale$to(fitted_y)
+  growth <- if (sum(trend_points) < settings$min_points_linear) "flat" else settings$growth
+  effort <- if (series$has_activity) log1p(series$activity[trend_points]) else NULL
+  list(
+    ds = fitted_ds, y = fitted_y, scale = scale, z = z, growth = growth,
+    trend = fit_trend(fitted_ds, z, growth, settings, effort)
+  )
+}
+
+# Anomalous weeks of the learning index: leave-one-out scores of the
+# residuals of the fitted trend.
+learning_index_anomalies <- function(fitted, threshold, settings) {
+  trend <- fitted$trend
+  score <- leave_one_out_scores(trend, fitted$z, settings)
+  flagged <- which(score > threshold)
+  expected_y <- fitted$scale$from(fitted$z - trend$residuals)
+  anomaly_table(
+    fitted$ds[flagged], fitted$y[flagged], expected_y[flagged], score[flagged], "learning_index",
+    ifelse(trend$residuals[flagged] > 0, "spike", "dip")
+  )
+}
+
+# What is stored for forecasting the series later (`forecast_series()`).
+series_model_of <- function(series, fitted) {
+  trend <- fitted$trend
   model <- trend$model
-  time_weeks <- as.numeric(fitted_ds[trend$inlier]) / 7
-  no_activity_share <- (sum(!active[!is.na(activity)]) + 0.5) / (sum(!is.na(activity)) + 1)
-  series_model <- list(
-    model = model, scale = scale, sigma = trend$sigma, last_ds = max(ds),
+  has_activity <- series$has_activity
+  time_weeks <- as.numeric(fitted$ds[trend$inlier]) / 7
+  known <- !is.na(series$activity)
+  no_activity_share <- (sum(!series$active[known]) + 0.5) / (sum(known) + 1)
+  list(
+    model = model, scale = fitted$scale, sigma = trend$sigma, last_ds = max(series$ds),
     n_inliers = sum(trend$inlier), n_parameters = trend$n_parameters,
     # A future week's effort is unknown: the forecast is at the student's mean
     # effort, and its week-to-week spread (through prophet's beta) widens the band.
@@ -465,37 +528,35 @@ fit_one_series <- function(ds, y, activity, active_days, request, settings) {
     mean_week = mean(time_weeks), sxx = sum((time_weeks - mean(time_weeks))^2),
     no_activity_share = if (has_activity) no_activity_share else 0
   )
+}
+
+# The `fit` entry of a fitted series: its status, the prophet parameters and
+# the final slope.
+series_fit_summary <- function(status, series, fitted, series_model, n_points, settings) {
+  model <- fitted$trend$model
   # Slope of the trend at the end of the history, in model-scale units per
   # week (prophet's k and delta are in scaled units).
-  final_slope_scaled <- if (growth == "linear") model$params$k + sum(model$params$delta) else 0
+  final_slope_scaled <- if (fitted$growth == "linear") model$params$k + sum(model$params$delta) else 0
   slope_per_week <- final_slope_scaled * model$y.scale / model$t.scale * 7 * 86400
-
-  status <- if (inactive) "inactive" else "fitted"
   list(
     status = status,
-    model = if (inactive) NULL else series_model,
-    fit = list(
-      status = status,
-      reason = if (inactive) inactive_reason(ds, settings) else NULL,
-      params = list(
-        growth = growth,
-        k = model$params$k[1],
-        m = model$params$m[1],
-        delta = model$params$delta,
-        sigma_obs = model$params$sigma_obs[1],
-        beta = model$params$beta[1],
-        y_scale = model$y.scale,
-        slope_per_week = slope_per_week[1],
-        n_changepoints = model$n_changepoints,
-        scale = scale$description,
-        no_activity_share = series_model$no_activity_share
-      ),
-      changepoints = if (model$n_changepoints > 0) format(model$changepoints) else character(),
-      sigma = trend$sigma,
-      n_points = n_points
+    reason = if (series$inactive) inactive_reason(series$ds, settings) else NULL,
+    params = list(
+      growth = fitted$growth,
+      k = model$params$k[1],
+      m = model$params$m[1],
+      delta = model$params$delta,
+      sigma_obs = model$params$sigma_obs[1],
+      beta = model$params$beta[1],
+      y_scale = model$y.scale,
+      slope_per_week = slope_per_week[1],
+      n_changepoints = model$n_changepoints,
+      scale = fitted$scale$description,
+      no_activity_share = series_model$no_activity_share
     ),
-    forecast = if (inactive) NULL else forecast_series(series_model, request$forecast_weeks, settings),
-    anomalies = anomalies
+    changepoints = if (model$n_changepoints > 0) format(model$changepoints) else character(),
+    sigma = fitted$trend$sigma,
+    n_points = n_points
   )
 }
 
@@ -578,7 +639,9 @@ fit_prophet_batch <- function(request, settings = prophet_settings()) {
 
   fit_safely <- function(rows) {
     tryCatch(
-      fit_one_series(series$ds[rows], series$y[rows], series$activity[rows], series$active_days[rows], request, settings),
+      fit_one_series(
+        series$ds[rows], series$y[rows], series$activity[rows], series$active_days[rows], request, settings
+      ),
       error = function(e) list(status = "failed", reason = paste("fit failed:", conditionMessage(e)))
     )
   }
@@ -609,7 +672,9 @@ assemble_batch <- function(ids, results) {
   anomalies <- lapply(results, function(r) r$anomalies %||% empty_anomalies())
   list(
     fits = fits,
-    forecast = bind_series_tables(ids[has_forecast], lapply(results[has_forecast], `[[`, "forecast"), forecast_columns()),
+    forecast = bind_series_tables(
+      ids[has_forecast], lapply(results[has_forecast], `[[`, "forecast"), forecast_columns()
+    ),
     anomalies = bind_series_tables(ids, anomalies, anomaly_columns()),
     failures = list(
       series_id = ids[!has_fit],

@@ -1,9 +1,8 @@
 source(file.path("..", "..", "testing.R"))
 
-common_code <- new.env()
-for (file in sort(list.files(file.path("..", "..", "R"), pattern = "\\.R$", full.names = TRUE))) {
-  sys.source(file, envir = common_code)
-}
+# The package under test, installed by r-services/run-tests; internal
+# functions are reached through its namespace.
+common_code <- asNamespace("rservicecommon")
 
 fixture_services_root <- normalizePath(file.path("..", "fixtures", "services"))
 

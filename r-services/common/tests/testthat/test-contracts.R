@@ -9,7 +9,8 @@ for (service in c("r-brms-plumber", "r-forecast-plumber", "r-cluster-plumber")) 
     routes <- sub("^#\\* @(get|post|delete) ", "", grep("^#\\* @(get|post|delete) /", lines, value = TRUE))
     contracts <- jsonlite::fromJSON(file.path(services_root, service, "schemas.json"), simplifyVector = FALSE)
     expect_setequal(names(contracts$endpoints), routes)
-    common_schemas <- jsonlite::fromJSON(file.path(services_root, "common", "schemas.json"))$schemas
+    common_schemas_file <- system.file("schemas.json", package = "rservicecommon", mustWork = TRUE)
+    common_schemas <- jsonlite::fromJSON(common_schemas_file)$schemas
     schemas <- c(names(contracts$schemas), names(common_schemas))
     schema_names <- function(method) unlist(method[c("request", "response", "job_result")])
     used <- unlist(lapply(contracts$endpoints, function(methods) lapply(methods, schema_names)))

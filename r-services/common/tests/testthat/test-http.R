@@ -4,6 +4,8 @@ test_that("/health and /openapi.json are open and describe the service", {
   expect_equal(health$json$status, "ok")
   expect_equal(health$json$service, "echo-service")
   expect_equal(health$json$workers, 2L)
+  # A number, not a one-element array (the Health schema says integer).
+  expect_match(health$text, '"workers":2[,}]')
   expect_true(health$json$fixture)
 
   spec <- http_get(echo_service, "/openapi.json", token = NULL)
@@ -116,7 +118,10 @@ test_that("/health answers while a worker job runs", {
   withr::defer(file.create(release)) # never leave the worker held
   body <- jsonlite::toJSON(list(started = started, release = release), auto_unbox = TRUE)
   handle <- curl::new_handle(customrequest = "POST", postfields = as.character(body))
-  curl::handle_setheaders(handle, Authorization = paste("Bearer", echo_service$token), "Content-Type" = "application/json")
+  curl::handle_setheaders(
+    handle,
+    Authorization = paste("Bearer", echo_service$token), "Content-Type" = "application/json"
+  )
   pool <- curl::new_pool()
   held <- NULL
   curl::curl_fetch_multi(
@@ -165,6 +170,7 @@ test_that("every stdout line is a JSON log record; requests carry status and dur
   expect_false(any(vapply(records, is.null, logical(1))))
   expect_setequal(statuses, expected)
   for (record in requests) {
-    expect_true(all(c("timestamp", "service", "method", "path", "status", "duration_ms", "request_id") %in% names(record)))
+    fields <- c("timestamp", "service", "method", "path", "status", "duration_ms", "request_id")
+    expect_true(all(fields %in% names(record)))
   }
 })

@@ -8,7 +8,8 @@ expect_fit_contract <- function(fit, n_obs, n_users) {
   expect_match(fit$model_id, "^growth-")
   expect_equal(fit$fixed_effects$term, c("Intercept", "week"))
   expect_true(all(c("estimate", "est_error", "lower", "upper", "rhat", "ess_bulk") %in% names(fit$fixed_effects)))
-  expect_true(all(fit$fixed_effects$lower < fit$fixed_effects$estimate & fit$fixed_effects$estimate < fit$fixed_effects$upper))
+  effects <- fit$fixed_effects
+  expect_true(all(effects$lower < effects$estimate & effects$estimate < effects$upper))
   expect_true(all(c("rhat_max", "ess_bulk_min", "divergences") %in% names(fit$diagnostics)))
   expect_equal(fit$n_obs, n_obs)
   expect_equal(fit$n_users, n_users)

@@ -1,8 +1,8 @@
-# The service code is plain R files, not a package: load common's code and the
-# service's, as the launcher does.
+# The service's code as the launcher loads it: its R/*.R in their own
+# environment whose parent is the rservicecommon namespace. Its functions are
+# copied here (they keep that environment) so tests call them by name;
+# common's exports come from library().
+library(rservicecommon)
 service_dir <- normalizePath(file.path("..", ".."))
-for (code_dir in file.path(c(file.path(service_dir, "..", "common"), service_dir), "R")) {
-  for (code_file in sort(list.files(code_dir, "\\.R$", full.names = TRUE))) {
-    source(code_file, local = TRUE)
-  }
-}
+service_code <- load_service_code(file.path(service_dir, "R"))
+list2env(as.list(service_code, all.names = TRUE), environment())

@@ -19,7 +19,8 @@ test_that("/health and /openapi.json are open and list the routes", {
   expect_equal(health$json$prophet_cores, 2L)
   spec <- http_get(forecast_service, "/openapi.json", token = NULL)
   expect_equal(spec$status, 200L)
-  expect_true(all(c("/prophet/fit", "/prophet/predict", "/survival/fit", "/survival/predict") %in% names(spec$json$paths)))
+  routes <- c("/prophet/fit", "/prophet/predict", "/survival/fit", "/survival/predict")
+  expect_true(all(routes %in% names(spec$json$paths)))
 })
 
 test_that("model endpoints need the bearer token", {
@@ -44,7 +45,9 @@ test_that("a fit returns fits, forecast and anomalies in the contract's shape", 
   expect_equal(body$fits$status, c("fitted", "fitted"))
   expect_length(body$failures$series_id, 0)
 
-  predicted <- http_post(forecast_service, "/prophet/predict", list(model_id = body$model_id, series_id = I(12L), weeks = 3))
+  predicted <- http_post(
+    forecast_service, "/prophet/predict", list(model_id = body$model_id, series_id = I(12L), weeks = 3)
+  )
   expect_equal(predicted$status, 200L, info = predicted$text)
   expect_equal(predicted$json$series_id, rep(12L, 3))
   expect_equal(predicted$json$yhat, body$forecast$yhat[4:6])
@@ -175,7 +178,9 @@ test_that("forecasts stay within [0, y_max] and their bands widen with the horiz
   falling <- list(attempts = rep(100, 12), days = rep(5, 12), i_t = 60 - 5 * (0:11) + c(1, -1))
   rising <- list(attempts = rep(100, 12), days = rep(5, 12), i_t = 40 + 5 * (0:11) + c(1, -1))
   steady <- list(attempts = rep(100, 12), days = rep(5, 12), i_t = 50 + 0.5 * (0:11) + c(3, -3))
-  response <- http_fit(forecast_service, "/prophet/fit", student_body(list(falling, rising, steady), forecast_weeks = 12))
+  response <- http_fit(
+    forecast_service, "/prophet/fit", student_body(list(falling, rising, steady), forecast_weeks = 12)
+  )
   expect_equal(response$status, 200L, info = response$text)
   forecast <- as.data.frame(response$json$forecast)
   # A straight line would reach -55 and +155 twelve weeks out.
@@ -207,14 +212,22 @@ test_that("bad prophet inputs are 400s naming the field", {
   expect_http_error(post_fit(weekly_body(forecast_weeks = -1)), 400L, "forecast_weeks: must be within [0, 104], got -1")
   expect_http_error(post_fit(weekly_body(forecast_weeks = 2.5)), 400L, "forecast_weeks: must be a whole number")
   expect_http_error(post_fit(weekly_body(anomaly_threshold = 0)), 400L, "anomaly_threshold: must be greater than 0")
-  expect_http_error(post_fit(list(series = list(series_id = list(), ds = list(), y = list()))), 400L, "series: must contain at least one row")
+  expect_http_error(
+    post_fit(list(series = list(series_id = list(), ds = list(), y = list()))),
+    400L, "series: must contain at least one row"
+  )
   expect_http_error(post_fit(list(forecast_weeks = 4)), 400L, "series: required field is missing")
   not_weekly <- weekly_body()
   not_weekly$series$ds[3] <- format(as.Date(not_weekly$series$ds[3]) + 2)
-  expect_http_error(post_fit(not_weekly), 400L, "series.ds: dates must be weekly (the same weekday within a series); series 11 has 2026-01-21 (row 3)")
+  expect_http_error(
+    post_fit(not_weekly), 400L,
+    "series.ds: dates must be weekly (the same weekday within a series); series 11 has 2026-01-21 (row 3)"
+  )
   duplicate_week <- weekly_body()
   duplicate_week$series$ds[14] <- duplicate_week$series$ds[13]
-  expect_http_error(post_fit(duplicate_week), 400L, "series.ds: series 12 has the week 2026-01-05 more than once (row 14)")
+  expect_http_error(
+    post_fit(duplicate_week), 400L, "series.ds: series 12 has the week 2026-01-05 more than once (row 14)"
+  )
   nan_y <- weekly_body()
   nan_y$series$y <- as.list(nan_y$series$y)
   nan_y$series$y[[3]] <- "NaN"
@@ -248,8 +261,13 @@ test_that("prophet predict: unknown model is 404, unknown series and bad weeks a
     post_predict(list(model_id = "prophet-20240101T000000-0123456789abcdef", series_id = I(11L))),
     404L, "model_id: unknown model"
   )
-  expect_http_error(post_predict(list(model_id = fitted$model_id, series_id = c(11L, 99L))), 400L, "series_id: 99 not in this model")
-  expect_http_error(post_predict(list(model_id = fitted$model_id, series_id = I(11L), weeks = -2)), 400L, "weeks: must be within [0, 104]")
+  expect_http_error(
+    post_predict(list(model_id = fitted$model_id, series_id = c(11L, 99L))), 400L, "series_id: 99 not in this model"
+  )
+  expect_http_error(
+    post_predict(list(model_id = fitted$model_id, series_id = I(11L), weeks = -2)),
+    400L, "weeks: must be within [0, 104]"
+  )
   expect_http_error(post_predict(list(model_id = fitted$model_id)), 400L, "series_id: required field is missing")
   expect_http_error(post_predict(list(series_id = I(11L))), 400L, "model_id: required field is missing")
 })

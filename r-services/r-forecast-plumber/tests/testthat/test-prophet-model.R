@@ -108,7 +108,8 @@ test_that("the lean fit equals prophet's own fit and predict", {
   ds <- week_dates(12)
   history <- data.frame(ds = ds, y = 30 + c(1:6, 12:7) + stats::rnorm(12), effort = log1p(stats::rpois(12, 80)))
   future <- c(ds, week_dates(4, first = ds[12] + 7))
-  for (case in list(list("linear", 0, FALSE), list("linear", 3, FALSE), list("flat", 0, FALSE), list("linear", 0, TRUE))) {
+  cases <- list(list("linear", 0, FALSE), list("linear", 3, FALSE), list("flat", 0, FALSE), list("linear", 0, TRUE))
+  for (case in cases) {
     growth <- case[[1]]
     n_changepoints <- case[[2]]
     with_effort <- case[[3]]
@@ -159,7 +160,8 @@ simulate_activity <- function(n_students, factor = 1, n_weeks = 12, seed = 5) {
 }
 
 # Activity score of every week up to each student's last active week.
-score_activity <- function(students, score = function(s) activity_scores(s$attempts, s$days, prophet_settings())$score) {
+score_activity <- function(students,
+                           score = function(s) activity_scores(s$attempts, s$days, prophet_settings())$score) {
   lapply(students, function(s) {
     scored <- seq_len(max(which(s$attempts > 0)))
     score(list(attempts = s$attempts[scored], days = s$days[scored]))
@@ -180,7 +182,11 @@ test_that("activity scores keep the threshold's meaning: few ordinary weeks flag
   poisson_attempts <- function(s) {
     vapply(seq_along(s$attempts), function(w) {
       mu <- mean(s$attempts[-w])
-      tail <- if (s$attempts[w] > mu) stats::ppois(s$attempts[w] - 1, mu, lower.tail = FALSE) else stats::ppois(s$attempts[w], mu)
+      tail <- if (s$attempts[w] > mu) {
+        stats::ppois(s$attempts[w] - 1, mu, lower.tail = FALSE)
+      } else {
+        stats::ppois(s$attempts[w], mu)
+      }
       stats::qnorm(tail, lower.tail = FALSE)
     }, numeric(1))
   }

@@ -44,7 +44,8 @@ exists (`p_source` says which). `S` is written by `fit_survival_churn` and kept.
   reads the weeks before it). `airflow backfill create` does not read the DAG's limit:
   pass `--max-active-runs 1` (README, "Backfills"). The build task also runs one
   instance at a time across runs.
-* SQL: `include/sql/kpi/weekly_kpi.sql` (activity, I_t), then `include/sql/kpi/weekly_kpi_p.sql` (P); details in `docs/metrics.md`.
+* SQL: `include/sql/kpi/weekly_kpi.sql` (activity, I_t), then `include/sql/kpi/weekly_kpi_p.sql`
+  (P); details in `docs/metrics.md`.
 """
 
 

@@ -390,6 +390,134 @@ def _dates(first_day: date, day_index: np.ndarray) -> list[date]:
     return [first_day + timedelta(days=int(d)) for d in day_index]
 
 
+@dataclass(frozen=True)
+class _Sessions:
+    """Study sessions, one entry per session (student and day index), and their sizes."""
+
+    student: np.ndarray
+    day: np.ndarray
+    #: Sessions the student had that day (repeated for each of them).
+    same_day: np.ndarray
+    #: Attempts in the session.
+    size: np.ndarray
+    is_weekend_day: np.ndarray
+
+
+def _sessions(
+    rng: np.random.Generator, habits: _Habits, churn_day: np.ndarray, activity_factor: np.ndarray, n_days: int
+) -> _Sessions:
+    """Sessions per student-day: Poisson around the weekly rate spread over the week,
+    scaled by the week's activity factor, none from the churn day on."""
+    day_index = np.arange(n_days)
+    is_weekend_day = (day_index % 7) >= 5  # the start date is a Monday
+    weekend_weight = habits.weekend_weight
+    day_weight = np.where(is_weekend_day[None, :], weekend_weight[:, None], 1.0)
+    day_weight = day_weight / (5.0 + 2.0 * weekend_weight[:, None])
+    session_rate = (
+        habits.sessions_per_week[:, None]
+        * day_weight
+        * activity_factor[:, day_index // 7]
+        * (day_index[None, :] < churn_day[:, None])
+    )
+    sessions_per_day = rng.poisson(session_rate)
+    student, day = np.nonzero(sessions_per_day)
+    same_day = sessions_per_day[student, day]
+    student = np.repeat(student, same_day)
+    day = np.repeat(day, same_day)
+    size = 1 + rng.poisson(habits.attempts_per_session[student] - 1.0)
+    return _Sessions(student, day, same_day, size, is_weekend_day)
+
+
+def _attempt_questions(
+    rng: np.random.Generator, habits: _Habits, attempt_student: np.ndarray, n_students: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(topic index, question index) of each attempt: the topic from the student's own
+    topic mix (``topic_breadth`` topics, gamma weights), the question uniform in it."""
+    n_topics = len(TOPIC_NAMES)
+    n_attempts = len(attempt_student)
+    topic_rank = np.argsort(rng.random((n_students, n_topics)), axis=1).argsort(axis=1)
+    topic_weight = rng.gamma(2.0, size=(n_students, n_topics)) * (topic_rank < habits.topic_breadth[:, None])
+    topic_cdf = np.cumsum(topic_weight / topic_weight.sum(axis=1, keepdims=True), axis=1)
+    draw = rng.random(n_attempts)
+    topic_index = np.minimum((draw[:, None] >= topic_cdf[attempt_student]).sum(axis=1), n_topics - 1)
+    question_index = topic_index * QUESTIONS_PER_TOPIC + rng.integers(0, QUESTIONS_PER_TOPIC, size=n_attempts)
+    return topic_index, question_index
+
+
+def _time_spent_s(
+    rng: np.random.Generator, habits: _Habits, attempt_student: np.ndarray, is_correct: np.ndarray
+) -> np.ndarray:
+    """Seconds on each attempt: the student's pace, log-normal noise, wrong answers slower."""
+    time_spent = (
+        habits.seconds_per_question[attempt_student]
+        * np.exp(rng.normal(0.0, ATTEMPT_TIME_LOG_SD, size=len(attempt_student)))
+        * np.where(is_correct, 1.0, WRONG_ANSWER_TIME_FACTOR)
+    )
+    return np.clip(np.rint(time_spent), 5, 900).astype(np.int64)
+
+
+def _truth_student(
+    habits: _Habits,
+    students: pd.DataFrame,
+    log_hazard: np.ndarray,
+    churn_day: np.ndarray,
+    start_date: date,
+    n_days: int,
+) -> pd.DataFrame:
+    """Each student's true parameters (what the models should recover)."""
+    churned = churn_day < n_days
+    return pd.DataFrame(
+        {
+            "user_id": students["user_id"].to_numpy(),
+            "segment": habits.segment.astype(np.int32),
+            "base_accuracy": habits.base_accuracy,
+            "weekly_slope": habits.weekly_slope,
+            "sessions_per_week": habits.sessions_per_week,
+            "churn_log_hazard": log_hazard,
+            "churned_on": pd.Series(
+                [start_date + timedelta(days=int(d)) if c else None for d, c in zip(churn_day, churned, strict=True)],
+                dtype=object,
+            ),
+            "attempts_per_session": habits.attempts_per_session,
+            "seconds_per_question": habits.seconds_per_question,
+            "topic_breadth": habits.topic_breadth.astype(np.int32),
+            "weekend_weight": habits.weekend_weight,
+            "exam_week": [exam - timedelta(days=exam.weekday()) for exam in students["exam_date"]],
+        }
+    )
+
+
+def _truth_anomaly(
+    user_ids: np.ndarray, activity_factor: np.ndarray, is_anomaly: np.ndarray, start_date: date
+) -> pd.DataFrame:
+    """The injected activity spikes and dips, one row per student-week."""
+    anomaly_student, anomaly_week = np.nonzero(is_anomaly)
+    anomaly_factor = activity_factor[anomaly_student, anomaly_week]
+    return pd.DataFrame(
+        {
+            "user_id": user_ids[anomaly_student],
+            "week_start": _dates(start_date, 7 * anomaly_week),
+            "activity_factor": anomaly_factor,
+            "kind": np.where(anomaly_factor > 1.0, "spike", "dip"),
+        }
+    )
+
+
+def _truth_weekly(user_ids: np.ndarray, accuracy: np.ndarray, churn_day: np.ndarray, start_date: date) -> pd.DataFrame:
+    """Expected accuracy and whether the student still studies, per student-week."""
+    n_students, n_weeks = accuracy.shape
+    week_student, week = np.divmod(np.arange(n_students * n_weeks), n_weeks)
+    return pd.DataFrame(
+        {
+            "user_id": user_ids[week_student],
+            "week_start": _dates(start_date, 7 * week),
+            "expected_accuracy": accuracy[week_student, week],
+            # Not churned yet: the student studies on at least the week's first day.
+            "active": 7 * week < churn_day[week_student],
+        }
+    )
+
+
 def generate(
     n_students: int,
     n_weeks: int,
@@ -417,7 +545,6 @@ def generate(
     n_simulated_weeks = n_weeks + future_weeks
     n_days = 7 * n_simulated_weeks
     start_date = end_date - timedelta(weeks=n_weeks)
-    n_topics = len(TOPIC_NAMES)
 
     topics, questions = _question_bank(rng)
     difficulty = questions["difficulty"].to_numpy()
@@ -428,51 +555,23 @@ def generate(
     log_hazard = churn_log_hazard(habits)
     churn_day = _churn_day(rng, log_hazard, n_days)
     activity_factor, is_anomaly = _activity_factor(rng, churn_day, n_simulated_weeks)
+    sessions = _sessions(rng, habits, churn_day, activity_factor, n_days)
 
-    # Sessions per student-day: Poisson around the weekly rate spread over the week.
-    day_index = np.arange(n_days)
-    is_weekend_day = (day_index % 7) >= 5  # start_date is a Monday
-    weekend_weight = habits.weekend_weight
-    day_weight = np.where(is_weekend_day[None, :], weekend_weight[:, None], 1.0)
-    day_weight = day_weight / (5.0 + 2.0 * weekend_weight[:, None])
-    session_rate = (
-        habits.sessions_per_week[:, None]
-        * day_weight
-        * activity_factor[:, day_index // 7]
-        * (day_index[None, :] < churn_day[:, None])
-    )
-    sessions_per_day = rng.poisson(session_rate)
-    session_student, session_day = np.nonzero(sessions_per_day)
-    repeats = sessions_per_day[session_student, session_day]
-    session_student = np.repeat(session_student, repeats)
-    session_day = np.repeat(session_day, repeats)
-    session_size = 1 + rng.poisson(habits.attempts_per_session[session_student] - 1.0)
-
-    # Attempts: topic from the student's own topic mix, question uniform in the topic.
-    attempt_student = np.repeat(session_student, session_size)
-    attempt_day = np.repeat(session_day, session_size)
+    attempt_student = np.repeat(sessions.student, sessions.size)
+    attempt_day = np.repeat(sessions.day, sessions.size)
     n_attempts = len(attempt_student)
-    topic_rank = np.argsort(rng.random((n_students, n_topics)), axis=1).argsort(axis=1)
-    topic_weight = rng.gamma(2.0, size=(n_students, n_topics)) * (topic_rank < habits.topic_breadth[:, None])
-    topic_cdf = np.cumsum(topic_weight / topic_weight.sum(axis=1, keepdims=True), axis=1)
-    draw = rng.random(n_attempts)
-    topic_index = np.minimum((draw[:, None] >= topic_cdf[attempt_student]).sum(axis=1), n_topics - 1)
-    question_index = topic_index * QUESTIONS_PER_TOPIC + rng.integers(0, QUESTIONS_PER_TOPIC, size=n_attempts)
+    topic_index, question_index = _attempt_questions(rng, habits, attempt_student, n_students)
 
     accuracy = expected_accuracy(habits.base_accuracy, habits.weekly_slope, n_simulated_weeks)
     ability = _ability_for_accuracy(accuracy.ravel(), difficulty).reshape(accuracy.shape)
     p_correct = _inv_logit(ability[attempt_student, attempt_day // 7] - difficulty[question_index])
     is_correct = rng.random(n_attempts) < p_correct
-
-    time_spent = (
-        habits.seconds_per_question[attempt_student]
-        * np.exp(rng.normal(0.0, ATTEMPT_TIME_LOG_SD, size=n_attempts))
-        * np.where(is_correct, 1.0, WRONG_ANSWER_TIME_FACTOR)
-    )
-    time_spent_s = np.clip(np.rint(time_spent), 5, 900).astype(np.int64)
+    time_spent_s = _time_spent_s(rng, habits, attempt_student, is_correct)
 
     step_s = time_spent_s + rng.integers(2, 21, size=n_attempts)  # answer + a short pause
-    second_of_day = _attempt_second_of_day(rng, is_weekend_day[session_day], repeats, session_size, step_s)
+    second_of_day = _attempt_second_of_day(
+        rng, sessions.is_weekend_day[sessions.day], sessions.same_day, sessions.size, step_s
+    )
     attempted_at = local_to_utc(start_date, attempt_day, second_of_day, timezone)
 
     # The log is in time order; attempt ids are sequential in that order.
@@ -488,47 +587,9 @@ def generate(
             "attempted_at": attempted_at.iloc[order].reset_index(drop=True),
         }
     )
-
-    churned = churn_day < n_days
-    truth_student = pd.DataFrame(
-        {
-            "user_id": user_ids,
-            "segment": habits.segment.astype(np.int32),
-            "base_accuracy": habits.base_accuracy,
-            "weekly_slope": habits.weekly_slope,
-            "sessions_per_week": habits.sessions_per_week,
-            "churn_log_hazard": log_hazard,
-            "churned_on": pd.Series(
-                [start_date + timedelta(days=int(d)) if c else None for d, c in zip(churn_day, churned, strict=True)],
-                dtype=object,
-            ),
-            "attempts_per_session": habits.attempts_per_session,
-            "seconds_per_question": habits.seconds_per_question,
-            "topic_breadth": habits.topic_breadth.astype(np.int32),
-            "weekend_weight": weekend_weight,
-            "exam_week": [exam - timedelta(days=exam.weekday()) for exam in students["exam_date"]],
-        }
-    )
-    anomaly_student, anomaly_week = np.nonzero(is_anomaly)
-    anomaly_factor = activity_factor[anomaly_student, anomaly_week]
-    truth_anomaly = pd.DataFrame(
-        {
-            "user_id": user_ids[anomaly_student],
-            "week_start": _dates(start_date, 7 * anomaly_week),
-            "activity_factor": anomaly_factor,
-            "kind": np.where(anomaly_factor > 1.0, "spike", "dip"),
-        }
-    )
-    week_student, week = np.divmod(np.arange(n_students * n_simulated_weeks), n_simulated_weeks)
-    truth_weekly = pd.DataFrame(
-        {
-            "user_id": user_ids[week_student],
-            "week_start": _dates(start_date, 7 * week),
-            "expected_accuracy": accuracy[week_student, week],
-            # Not churned yet: the student studies on at least the week's first day.
-            "active": 7 * week < churn_day[week_student],
-        }
-    )
+    truth_student = _truth_student(habits, students, log_hazard, churn_day, start_date, n_days)
+    truth_anomaly = _truth_anomaly(user_ids, activity_factor, is_anomaly, start_date)
+    truth_weekly = _truth_weekly(user_ids, accuracy, churn_day, start_date)
     run = SyntheticRun(
         seed, n_students, n_weeks, start_date, end_date, dict(CHURN_COEFFICIENTS), future_weeks, timezone
     )
@@ -539,7 +600,7 @@ def generate(
         future_weeks,
         timezone,
         n_attempts,
-        int(churned.sum()),
+        int((churn_day < n_days).sum()),
         len(truth_anomaly),
         time.monotonic() - started,
     )

@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
 import pandas as pd
-from airflow.sdk import PokeReturnValue, dag, get_current_context, task
+from airflow.sdk import Context, PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.definitions.dag import DAG
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -338,8 +338,86 @@ def chunk_by_key(frame: pd.DataFrame, key: str, max_keys: int) -> list[pd.DataFr
     return [frame[part == index].reset_index(drop=True) for index in range(n_parts)]
 
 
+# -- the steps of a model DAG's tasks (the factory below only wires them) -------------
+
+
+def extract_step(pipeline: ModelPipeline[Any], context: Context) -> list[dict[str, Any]]:
+    """``extract``: read the run's window, stage the shards; return their URIs."""
+    run = pipeline.run_context(context)
+    log.info("window %s .. %s (exclusive), settings %s", run.window.start, run.window.end, run.settings.as_dict())
+    warehouse = Warehouse()
+    warehouse.require_clock(run.window.timezone)
+    extracted = pipeline.extract(warehouse, run)
+    staging = RunStaging(run.dag_id, run.run_id)
+    shards = [
+        {"shard_uri": staging.write_frame(f"shard-{index:04d}", shard), "shard_index": index}
+        for index, shard in enumerate(extracted.shards)
+    ]
+    if extracted.skip_reason:
+        log.warning("skipping the fit: %s", extracted.skip_reason)
+    else:
+        log.info("staged %s shard(s): %s", len(shards), extracted.summary)
+    # The mapped fit needs the shard list as the return value; the rest of the
+    # extract's outcome travels under its own (small) key for persist.
+    context["ti"].xcom_push(
+        key=EXTRACT_OUTCOME_KEY, value={"skip_reason": extracted.skip_reason, "summary": extracted.summary}
+    )
+    return shards
+
+
+def prepare_step(pipeline: ModelPipeline[Any], context: Context, staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``prepare``: the model's step over every shard, staged; pass the shard list on."""
+    run = pipeline.run_context(context)
+    staging = RunStaging(run.dag_id, run.run_id)
+    # Earlier tries of this run may have staged a result: never reuse it.
+    (staging.root / PREPARED_NAME).unlink(missing_ok=True)
+    if staged:
+        document = pipeline.prepare(pipeline.service(), [read_frame(shard["shard_uri"]) for shard in staged], run)
+        if document is not None:
+            staging.write_json(PREPARED_NAME.removesuffix(".json"), document)
+    return staged
+
+
+def fit_poke(pipeline: ModelPipeline[Any], context: Context, shard_uri: str, shard_index: int) -> PokeReturnValue:
+    """One poke of ``fit``: submit or re-attach to the shard's job; stage its result when
+    done; cancel it and fail once it has outlived ``LA_FIT_WAIT_LIMIT_S``."""
+    run = pipeline.run_context(context)
+    ti = context["ti"]
+    task_key = (ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+    shard = read_frame(shard_uri)
+    context[SHARD_LABEL_KEY] = pipeline.shard_label(shard, shard_index)  # type: ignore[literal-required]
+    result = pipeline.poll_fit(pipeline.service(), shard, shard_index, run, task_key)
+    if result is None:
+        first_poke = ti.get_first_reschedule_date(context)
+        waited_s = (datetime.now(UTC) - first_poke).total_seconds() if first_poke else 0.0
+        if waited_s + fit_poke_interval_s() > fit_wait_limit_s(pipeline):
+            job_id = pipeline.cancel_fit(pipeline.service(), shard, shard_index, run, task_key)
+            raise AirflowFailException(
+                f"shard {shard_index}: the fit job {job_id} did not finish within "
+                f"LA_FIT_WAIT_LIMIT_S={fit_wait_limit_s(pipeline):.0f} s; cancelled it on the service"
+            )
+        return PokeReturnValue(is_done=False)
+    log.info("shard %s (%s rows): fitted", shard_index, len(shard))
+    return PokeReturnValue(
+        is_done=True, xcom_value=RunStaging(run.dag_id, run.run_id).write_json(f"fit-{shard_index:04d}", result)
+    )
+
+
+def persist_step(pipeline: ModelPipeline[Any], context: Context, result_uris: Sequence[str] | None) -> dict[str, Any]:
+    """``persist``: every output table of the run in one transaction."""
+    run = pipeline.run_context(context)
+    outcome = context["ti"].xcom_pull(task_ids="extract", key=EXTRACT_OUTCOME_KEY)
+    results = [read_json(uri) for uri in (result_uris or []) if uri]
+    with Warehouse().transaction() as tx:
+        written = pipeline.persist(tx, results, outcome, run)
+    log.info("run %s committed: %s", run.window.run_date, written)
+    context["ti"].xcom_push(key=RUN_DATE_XCOM_KEY, value=run.window.run_date.isoformat())
+    return written
+
+
 def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
-    """The DAG of ``pipeline``: ``extract >> fit.expand(shards) >> persist >> quality gates``."""
+    """The DAG of ``pipeline``: ``extract >> [prepare >>] fit.expand(shards) >> persist >>
+    quality gates``; each task runs its step function above."""
     doc_md = pipeline.doc_md + gates_doc(pipeline.quality_checks)
 
     @dag(**standard_dag_args(pipeline.settings_cls, tags=pipeline.tags, doc_md=doc_md))
@@ -352,34 +430,12 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             "them; returns only their URIs. Logs why a run with too little data is skipped.",
         )
         def extract() -> list[dict[str, Any]]:
-            context = get_current_context()
-            run = pipeline.run_context(context)
-            log.info(
-                "window %s .. %s (exclusive), settings %s", run.window.start, run.window.end, run.settings.as_dict()
-            )
-            warehouse = Warehouse()
-            warehouse.require_clock(run.window.timezone)
-            extracted = pipeline.extract(warehouse, run)
-            staging = RunStaging(run.dag_id, run.run_id)
-            shards = [
-                {"shard_uri": staging.write_frame(f"shard-{index:04d}", shard), "shard_index": index}
-                for index, shard in enumerate(extracted.shards)
-            ]
-            if extracted.skip_reason:
-                log.warning("skipping the fit: %s", extracted.skip_reason)
-            else:
-                log.info("staged %s shard(s): %s", len(shards), extracted.summary)
-            # The mapped fit needs the shard list as the return value; the rest of the
-            # extract's outcome travels under its own (small) key for persist.
-            context["ti"].xcom_push(
-                key=EXTRACT_OUTCOME_KEY, value={"skip_reason": extracted.skip_reason, "summary": extracted.summary}
-            )
-            return shards
+            return extract_step(pipeline, get_current_context())
 
         @task.sensor(
             mode="reschedule",
             poke_interval=fit_poke_interval_s(),
-            # A margin over our own limit below: the task cancels its job and fails
+            # A margin over our own limit (fit_poke): the task cancels its job and fails
             # first, with a message; the sensor's own timeout would leave the job running.
             timeout=fit_wait_limit_s(pipeline) + 2 * fit_poke_interval_s(),
             execution_timeout=timedelta(minutes=20),
@@ -393,34 +449,7 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             "Stages the result.",
         )
         def fit(shard_uri: str, shard_index: int) -> PokeReturnValue:
-            context = get_current_context()
-            run = pipeline.run_context(context)
-            ti = context["ti"]
-            shard = read_frame(shard_uri)
-            context[SHARD_LABEL_KEY] = pipeline.shard_label(shard, shard_index)  # type: ignore[literal-required]
-            result = pipeline.poll_fit(
-                pipeline.service(),
-                shard,
-                shard_index,
-                run,
-                (ti.dag_id, ti.run_id, ti.task_id, ti.map_index),
-            )
-            if result is None:
-                first_poke = ti.get_first_reschedule_date(context)
-                waited_s = (datetime.now(UTC) - first_poke).total_seconds() if first_poke else 0.0
-                if waited_s + fit_poke_interval_s() > fit_wait_limit_s(pipeline):
-                    job_id = pipeline.cancel_fit(
-                        pipeline.service(), shard, shard_index, run, (ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
-                    )
-                    raise AirflowFailException(
-                        f"shard {shard_index}: the fit job {job_id} did not finish within "
-                        f"LA_FIT_WAIT_LIMIT_S={fit_wait_limit_s(pipeline):.0f} s; cancelled it on the service"
-                    )
-                return PokeReturnValue(is_done=False)
-            log.info("shard %s (%s rows): fitted", shard_index, len(shard))
-            return PokeReturnValue(
-                is_done=True, xcom_value=RunStaging(run.dag_id, run.run_id).write_json(f"fit-{shard_index:04d}", result)
-            )
+            return fit_poke(pipeline, get_current_context(), shard_uri, shard_index)
 
         @task(
             trigger_rule="none_failed",
@@ -434,15 +463,7 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
             "of earlier runs of the same logical date; nothing is written if anything fails.",
         )
         def persist(result_uris: Sequence[str] | None) -> dict[str, Any]:
-            context = get_current_context()
-            run = pipeline.run_context(context)
-            outcome = context["ti"].xcom_pull(task_ids="extract", key=EXTRACT_OUTCOME_KEY)
-            results = [read_json(uri) for uri in (result_uris or []) if uri]
-            with Warehouse().transaction() as tx:
-                written = pipeline.persist(tx, results, outcome, run)
-            log.info("run %s committed: %s", run.window.run_date, written)
-            context["ti"].xcom_push(key=RUN_DATE_XCOM_KEY, value=run.window.run_date.isoformat())
-            return written
+            return persist_step(pipeline, get_current_context(), result_uris)
 
         shards = extract()
         if pipeline.has_prepare_step:
@@ -454,18 +475,7 @@ def build_model_dag(pipeline: ModelPipeline[Any]) -> DAG:
                 "(see the DAG doc) and stages its result; passes the shard list on.",
             )
             def prepare(staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
-                context = get_current_context()
-                run = pipeline.run_context(context)
-                staging = RunStaging(run.dag_id, run.run_id)
-                # Earlier tries of this run may have staged a result: never reuse it.
-                (staging.root / PREPARED_NAME).unlink(missing_ok=True)
-                if staged:
-                    document = pipeline.prepare(
-                        pipeline.service(), [read_frame(shard["shard_uri"]) for shard in staged], run
-                    )
-                    if document is not None:
-                        staging.write_json(PREPARED_NAME.removesuffix(".json"), document)
-                return staged
+                return prepare_step(pipeline, get_current_context(), staged)
 
             shards = prepare(shards)
         persisted = persist(fit.expand_kwargs(shards))

@@ -6,12 +6,15 @@ imported under the name ``conftest``, so that import is ambiguous across test fo
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -41,6 +44,59 @@ def require_env(name: str) -> str:
     if not value:
         pytest.fail(f"{name} is not set: run the tests through scripts/test.sh, which starts the stack")
     return value
+
+
+# Databases of the integration test modules.
+
+#: PostgreSQL's longest identifier (NAMEDATALEN - 1).
+MAX_DATABASE_NAME = 63
+
+
+def database_name(uri: str) -> str:
+    """The database a libpq URI names (its path)."""
+    return urlsplit(uri).path.lstrip("/")
+
+
+def with_database(uri: str, name: str) -> str:
+    """``uri`` with its database replaced by ``name`` (credentials, host and options kept)."""
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def module_database_name(base: str, module: str) -> str:
+    """The database of test module ``module``: ``<base>__<module>``, lower case, within
+    PostgreSQL's 63 characters (a long name is cut and given a hash of the full one)."""
+    name = re.sub(r"[^a-z0-9_]", "_", f"{base}__{module}".lower())
+    if len(name) > MAX_DATABASE_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_DATABASE_NAME - 9]}_{digest}"
+    return name
+
+
+def template_database_name(base: str) -> str:
+    """The migrated, empty database the module databases are copied from."""
+    return f"{base}__template"
+
+
+def admin_connection(uri: str) -> psycopg.Connection:
+    """An autocommit connection to the ``postgres`` database with ``uri``'s credentials
+    (CREATE and DROP DATABASE run outside transactions, and not in the database itself)."""
+    return psycopg.connect(with_database(uri, "postgres"), autocommit=True)
+
+
+def drop_database(uri: str, name: str) -> None:
+    """Drop database ``name`` of ``uri``'s cluster, closing its connections (if it exists)."""
+    with admin_connection(uri) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def copy_database(uri: str, template: str, name: str) -> str:
+    """Database ``name`` as a fresh copy of ``template`` (replacing any earlier ``name``);
+    its URI. The template must have no open connection (PostgreSQL's rule)."""
+    drop_database(uri, name)
+    with admin_connection(uri) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    return with_database(uri, name)
 
 
 def fetch_all(conn: psycopg.Connection, query: str, params: object = None) -> list[tuple]:

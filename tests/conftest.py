@@ -89,7 +89,7 @@ def warehouse_uri(request: pytest.FixtureRequest, warehouse_template: WarehouseT
     ``ANALYTICS_DB_URI`` and ``AIRFLOW_CONN_ANALYTICS_DB`` while the module runs.
 
     Dropped at the module's end, unless one of its tests failed: then it stays for a look
-    (its name is printed) until the next session starts.
+    (a warning names it) until the next session starts.
     """
     module = Path(str(request.node.path)).stem
     name = module_database_name(database_name(warehouse_template.base_uri), module)

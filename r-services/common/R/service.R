@@ -170,7 +170,9 @@ build_service <- function(service_dir, service_name, code_env) {
         status = "ok",
         service = service_name,
         version = version,
-        workers = future::nbrOfWorkers()
+        # as.integer(): a plan made with I(workers) reports an AsIs count, which the
+        # JSON serializer writes as an array ([1]) instead of the number the schema says.
+        workers = as.integer(future::nbrOfWorkers())
       )
       # Set by scripts/stack.sh so that a service running older code is restarted.
       code_hash <- Sys.getenv("R_SERVICE_CODE_HASH", unset = "")

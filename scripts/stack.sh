@@ -59,11 +59,13 @@ start_postgres() {
     as_root runuser -u postgres -- pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
     sleep 1
   done
+  # CREATEDB: each integration test module copies a migrated template into a database of
+  # its own (tests/conftest.py); a local cluster only, never the deployments' role.
   psql_admin -d postgres <<SQL
 DO \$\$BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'analytics') THEN CREATE ROLE analytics LOGIN; END IF;
 END\$\$;
-ALTER ROLE analytics WITH LOGIN PASSWORD '$LA_DB_PASSWORD';
+ALTER ROLE analytics WITH LOGIN CREATEDB PASSWORD '$LA_DB_PASSWORD';
 SQL
   if [[ "${LA_FRESH_DB:-0}" == 1 ]]; then
     log "postgres: recreating databases $DB_NAME and $AIRFLOW_DB_NAME"

@@ -4,6 +4,13 @@ Integration tests talk to the PostgreSQL warehouse (``ANALYTICS_DB_URI``) and to
 R services through the Airflow connections in the environment (``AIRFLOW_CONN_*``),
 exactly as the DAGs do. Without that environment they fail with a pointer to the
 test command rather than pass vacuously.
+
+Each integration module owns its data: ``warehouse_uri`` (module scope; autouse in
+tests/integration/conftest.py) copies a migrated, empty template into a database of the
+module's own, ``<$ANALYTICS_DB_URI's database>__<module>``, and points
+``ANALYTICS_DB_URI`` and ``AIRFLOW_CONN_ANALYTICS_DB`` at it for the module's time, so
+in-process code, ``airflow dags test`` runs and servers the module starts all use it.
+The Airflow metadata database stays shared (per-run state).
 """
 
 from __future__ import annotations
@@ -19,8 +26,21 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from la_testing import PLATFORM_TIMEZONE, TEST_LOGICAL_DATE, DagRunResult, require_env
+from la_testing import (
+    PLATFORM_TIMEZONE,
+    TEST_LOGICAL_DATE,
+    DagRunResult,
+    admin_connection,
+    copy_database,
+    database_name,
+    drop_database,
+    module_database_name,
+    require_env,
+    template_database_name,
+    with_database,
+)
 from learning_analytics import synthetic
 from learning_analytics.migrations import apply_migrations
 from learning_analytics.run_outcome import latest_run_outcome
@@ -28,12 +48,61 @@ from learning_analytics.run_outcome import latest_run_outcome
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+@dataclass(frozen=True)
+class WarehouseTemplate:
+    #: The stack's warehouse URI (credentials, host; its database names the copies).
+    base_uri: str
+    #: The migrated, empty database every module's database is copied from.
+    name: str
+
+
 @pytest.fixture(scope="session")
-def warehouse_uri() -> str:
-    uri = require_env("ANALYTICS_DB_URI")
-    with psycopg.connect(uri) as conn:
+def warehouse_template() -> Iterator[WarehouseTemplate]:
+    """``<database>__template``: the warehouse schema (every migration), no rows.
+
+    Built once per session; no connection to it stays open, as ``CREATE DATABASE ...
+    TEMPLATE`` requires. Module databases an earlier session kept (a failed module's) are
+    dropped first.
+    """
+    base_uri = require_env("ANALYTICS_DB_URI")
+    base = database_name(base_uri)
+    with admin_connection(base_uri) as admin:
+        stale = admin.execute(
+            "SELECT datname FROM pg_database WHERE left(datname, length(%s)) = %s"
+            " AND pg_get_userbyid(datdba) = current_user",
+            (f"{base}__", f"{base}__"),
+        ).fetchall()
+    for (name,) in stale:
+        drop_database(base_uri, name)
+    template = template_database_name(base)
+    with admin_connection(base_uri) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template)))
+    with psycopg.connect(with_database(base_uri, template)) as conn:
         apply_migrations(conn)
-    return uri
+    yield WarehouseTemplate(base_uri, template)
+    drop_database(base_uri, template)
+
+
+@pytest.fixture(scope="module")
+def warehouse_uri(request: pytest.FixtureRequest, warehouse_template: WarehouseTemplate) -> Iterator[str]:
+    """The module's own warehouse database (a copy of the template), also as
+    ``ANALYTICS_DB_URI`` and ``AIRFLOW_CONN_ANALYTICS_DB`` while the module runs.
+
+    Dropped at the module's end, unless one of its tests failed: then it stays for a look
+    (a warning names it) until the next session starts.
+    """
+    module = Path(str(request.node.path)).stem
+    name = module_database_name(database_name(warehouse_template.base_uri), module)
+    uri = copy_database(warehouse_template.base_uri, warehouse_template.name, name)
+    failed_before = request.session.testsfailed
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ANALYTICS_DB_URI", uri)
+        env.setenv("AIRFLOW_CONN_ANALYTICS_DB", uri)
+        yield uri
+    if request.session.testsfailed == failed_before:
+        drop_database(warehouse_template.base_uri, name)
+    else:
+        request.node.warn(pytest.PytestWarning(f"kept the warehouse database {name} of {module} (a test failed)"))
 
 
 @pytest.fixture
@@ -65,7 +134,7 @@ class SyntheticWorld:
     future_weeks: int = 0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def load_synthetic(warehouse_uri: str) -> Callable[..., SyntheticWorld]:
     """Replace the warehouse's source data by a synthetic population whose history ends
     at the test date (plus ``future_weeks`` after it), on the DAGs' clock."""

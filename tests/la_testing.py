@@ -6,13 +6,22 @@ imported under the name ``conftest``, so that import is ambiguous across test fo
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import psutil
 import psycopg
 import pytest
 from psycopg import sql
@@ -41,6 +50,59 @@ def require_env(name: str) -> str:
     if not value:
         pytest.fail(f"{name} is not set: run the tests through scripts/test.sh, which starts the stack")
     return value
+
+
+# Databases of the integration test modules.
+
+#: PostgreSQL's longest identifier (NAMEDATALEN - 1).
+MAX_DATABASE_NAME = 63
+
+
+def database_name(uri: str) -> str:
+    """The database a libpq URI names (its path)."""
+    return urlsplit(uri).path.lstrip("/")
+
+
+def with_database(uri: str, name: str) -> str:
+    """``uri`` with its database replaced by ``name`` (credentials, host and options kept)."""
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def module_database_name(base: str, module: str) -> str:
+    """The database of test module ``module``: ``<base>__<module>``, lower case, within
+    PostgreSQL's 63 characters (a long name is cut and given a hash of the full one)."""
+    name = re.sub(r"[^a-z0-9_]", "_", f"{base}__{module}".lower())
+    if len(name) > MAX_DATABASE_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_DATABASE_NAME - 9]}_{digest}"
+    return name
+
+
+def template_database_name(base: str) -> str:
+    """The migrated, empty database the module databases are copied from."""
+    return f"{base}__template"
+
+
+def admin_connection(uri: str) -> psycopg.Connection:
+    """An autocommit connection to the ``postgres`` database with ``uri``'s credentials
+    (CREATE and DROP DATABASE run outside transactions, and not in the database itself)."""
+    return psycopg.connect(with_database(uri, "postgres"), autocommit=True)
+
+
+def drop_database(uri: str, name: str) -> None:
+    """Drop database ``name`` of ``uri``'s cluster, closing its connections (if it exists)."""
+    with admin_connection(uri) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def copy_database(uri: str, template: str, name: str) -> str:
+    """Database ``name`` as a fresh copy of ``template`` (replacing any earlier ``name``);
+    its URI. The template must have no open connection (PostgreSQL's rule)."""
+    drop_database(uri, name)
+    with admin_connection(uri) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    return with_database(uri, name)
 
 
 def fetch_all(conn: psycopg.Connection, query: str, params: object = None) -> list[tuple]:
@@ -176,3 +238,130 @@ def run_every_dag_once(warehouse_uri: str, run_dag: Callable[..., DagRunResult],
     for dag_id, logical_date, conf in setup:
         result = run_dag(dag_id, logical_date=logical_date, conf=conf, env=NO_RETRIES)
         assert result.succeeded, f"{dag_id} {logical_date} failed:\n{result.output[-4000:]}"
+
+
+# Servers the tests start on a port of their own.
+
+#: How often a server is started again on another port when its port was taken.
+PORT_ATTEMPTS = 3
+#: What a server (uvicorn, Python's socketserver, ...) logs when its port is taken.
+PORT_TAKEN = re.compile(r"address already in use", re.IGNORECASE)
+
+
+def free_port() -> int:
+    """A port no socket is bound to right now (another process may take it before ours
+    binds it: :class:`PortServer` starts its server again on another port then)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports the process ``pid`` or one of its descendants listens on."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return set()
+    ports: set[int] = set()
+    for process in processes:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        ports |= {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN}
+    return ports
+
+
+@dataclass
+class PortServer:
+    """A server process (its own session) on a free port, started again on another port
+    when the one chosen was taken before the server bound it.
+
+    Ready when the process itself listens on its port (not merely when something
+    answers there: that may be whoever took the port); a process that exits logging
+    "address already in use" is started again on the next port from ``ports``, at most
+    ``attempts`` times in all, then the test fails naming the ports tried.
+    """
+
+    name: str
+    #: The command and the environment for a port.
+    command: Callable[[int], list[str]]
+    env: Callable[[int], dict[str, str]]
+    log_path: Path
+    cwd: Path | None = None
+    attempts: int = PORT_ATTEMPTS
+    ports: Callable[[], int] = free_port
+    tried: list[int] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    _log_offset: int = 0
+
+    @property
+    def port(self) -> int:
+        return self.tried[-1]
+
+    def start(self) -> PortServer:
+        """Start the server on a free port, without waiting for it."""
+        port = self.ports()
+        self.tried.append(port)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"--- {self.name}: starting on port {port}\n".encode())
+            log.flush()
+            self._log_offset = log.tell()
+            self.process = subprocess.Popen(
+                self.command(port),
+                cwd=self.cwd,
+                env=self.env(port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def _attempt_log(self) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode(errors="replace")
+
+    def wait_listening(self, timeout_s: float = 240) -> int:
+        """Wait until the server listens on its port (starting it again on another port
+        if that one was taken); the port."""
+        assert self.process is not None, "start() first"
+        deadline = time.monotonic() + timeout_s
+        while self.port not in listening_ports(self.process.pid):
+            if self.process.poll() is not None:
+                if not PORT_TAKEN.search(self._attempt_log()):
+                    pytest.fail(
+                        f"{self.name} exited ({self.process.returncode}) on port {self.port}; log: {self.log_path}"
+                    )
+                if len(self.tried) >= self.attempts:
+                    pytest.fail(
+                        f"{self.name}: every port tried was taken by another process ({self.tried}); "
+                        f"log: {self.log_path}"
+                    )
+                self.start()
+                continue
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"{self.name} not listening on port {self.port} after {timeout_s} s; log: {self.log_path}")
+            time.sleep(0.2)
+        return self.port
+
+    def stop(self, timeout_s: float = 60) -> None:
+        """Stop the server and everything it started (SIGTERM, then SIGKILL)."""
+        if self.process is not None:
+            stop_process_group(self.process, timeout_s)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Stop ``process``, started in a session of its own, with everything it started
+    (SIGTERM to its process group, SIGKILL after ``timeout_s``)."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

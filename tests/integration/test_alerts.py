@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,18 +22,12 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from la_testing import TEST_LOGICAL_DATE, DagRunResult
+from la_testing import TEST_LOGICAL_DATE, DagRunResult, free_port
 
 DAG_ID = "build_weekly_kpi"
 FAILING_TASK = "build_kpi"
 UI_BASE_URL = "http://airflow.example.test:8080"
 PORT_ATTEMPTS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

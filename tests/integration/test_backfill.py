@@ -3,18 +3,18 @@
 Three weeks of ``build_weekly_kpi``: first as three ``airflow dags test`` runs, oldest
 first, then (table emptied) as ``airflow backfill create --max-active-runs 1`` executed
 by an ``airflow scheduler`` with the LocalExecutor and the ``airflow api-server`` its
-task processes report to, both started here on the test stack. ``weekly_kpi`` must be
-identical row for row except ``updated_at`` (the wall clock of the write). The range
-ends at 23:59 of the last Monday because logical dates are the 04:00 schedule times
-(README, "Backfills"): a bare ``--to-date`` of that Monday would leave its run out,
-which the run count below would catch.
+task processes report to, both started here on the test stack (the api-server on a port
+of its own: la_testing.PortServer). ``weekly_kpi`` must be identical row for row except
+``updated_at`` (the wall clock of the write). The range ends at 23:59 of the last Monday
+because logical dates are the 04:00 schedule times (README, "Backfills"): a bare
+``--to-date`` of that Monday would leave its run out, which the run count below would
+catch.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from la_testing import TEST_LOGICAL_DATE, DagRunResult, fetch_all, require_env
+from la_testing import TEST_LOGICAL_DATE, DagRunResult, PortServer, fetch_all, require_env, stop_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "build_weekly_kpi"
@@ -40,12 +40,6 @@ COMPARED = (
 BACKFILL_TIMEOUT_S = 900
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def kpi_table(conn: psycopg.Connection) -> list[tuple]:
     return fetch_all(conn, f"SELECT {COMPARED} FROM weekly_kpi ORDER BY user_id, week_start")
 
@@ -56,10 +50,23 @@ def metadata_dsn() -> str:
 
 @dataclass(frozen=True)
 class SchedulerStack:
-    """An api-server and a LocalExecutor scheduler: their environment, and ``start``."""
+    """An api-server and a LocalExecutor scheduler: their environment, and ``start``.
+
+    ``env`` gets the api-server's port once ``start`` has found one for it.
+    """
 
     env: dict[str, str]
     start: Callable[[], None]
+
+
+def api_server_env(env: dict[str, str], port: int) -> dict[str, str]:
+    """``env`` for the api-server on ``port`` and the task processes that report to it."""
+    return {
+        **env,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+    }
 
 
 @pytest.fixture
@@ -67,16 +74,14 @@ def scheduler(tmp_path: Path) -> Iterator[SchedulerStack]:
     """An api-server and a LocalExecutor scheduler on the test stack.
 
     Started by the test after the single runs (``start``): a scheduler would also
-    act on ``airflow dags test`` runs of an unpaused DAG. Stopped afterwards.
+    act on ``airflow dags test`` runs of an unpaused DAG. The api-server first, on a
+    port of its own (started again on another if that one was taken meanwhile), then
+    the scheduler pointed at it. Stopped afterwards.
     """
-    port = free_port()
     env = {
         **os.environ,
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         # Task processes present JWTs the api-server must verify: one secret for both.
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
@@ -85,28 +90,36 @@ def scheduler(tmp_path: Path) -> Iterator[SchedulerStack]:
         # backfill's runs here.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
     }
+    base_env = dict(env)
+    api_servers: list[PortServer] = []
     processes: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
-        for component in ("api-server", "scheduler"):
-            log = (tmp_path / f"{component}.log").open("w")
-            command = ["airflow", component] + (["--port", str(port)] if component == "api-server" else [])
-            processes.append(
-                subprocess.Popen(
-                    command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-            )
+        api_server = PortServer(
+            name="api-server",
+            command=lambda port: ["airflow", "api-server", "--port", str(port)],
+            env=lambda port: api_server_env(base_env, port),
+            log_path=tmp_path / "api-server.log",
+            cwd=PROJECT_ROOT,
+        )
+        api_servers.append(api_server.start())
+        env.update(api_server_env(base_env, api_server.wait_listening()))
+        # --skip-serve-logs: the task logs are local files here, and the log server's
+        # fixed port (8793) could be another checkout's.
+        with (tmp_path / "scheduler.log").open("wb") as log:
+            scheduler_process = subprocess.Popen(
+                ["airflow", "scheduler", "--skip-serve-logs"],
+                cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        processes.append(scheduler_process)
 
     try:
         yield SchedulerStack(env=env, start=start)
     finally:
         for process in processes:
-            os.killpg(process.pid, 15)
-        for process in processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
+            stop_process_group(process)
+        for server in api_servers:
+            server.stop()
         subprocess.run(["airflow", "dags", "pause", DAG_ID], env=env, capture_output=True, check=False)
 
 

@@ -20,7 +20,6 @@ import json
 import os
 import random
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +30,8 @@ from typing import Any
 import jsonschema
 import pytest
 import requests
+
+from la_testing import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCHEMATHESIS = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "schemathesis"
@@ -43,12 +44,6 @@ def schemathesis_command() -> list[str]:
     if SCHEMATHESIS.exists():
         return [str(SCHEMATHESIS)]
     return ["schemathesis"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ServiceInstance:

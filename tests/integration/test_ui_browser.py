@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +33,7 @@ import pytest
 import requests
 from playwright import sync_api as playwright_api
 
-from la_testing import LENIENT_GROWTH_CONF, TEST_LOGICAL_DATE, fetch_all
+from la_testing import LENIENT_GROWTH_CONF, TEST_LOGICAL_DATE, PortServer, fetch_all
 from learning_analytics import synthetic
 from learning_analytics.catalog import model_output_tables
 from learning_analytics.evaluation import EVALUATORS, MODELS, EvaluationWindow, persist_evaluation
@@ -95,62 +92,62 @@ def evaluate(run_date: date) -> None:
             persist_evaluation(tx, window.evaluated_for, model, rows)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class ApiServer:
-    base_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    """An ``airflow api-server`` on a port of its own (:class:`la_testing.PortServer`)."""
+
+    server: PortServer
+
+    @property
+    def base_url(self) -> str:
+        return f"http://localhost:{self.server.port}"
 
     def wait_until_healthy(self, timeout_s: float = 240) -> None:
         deadline = time.monotonic() + timeout_s
+        self.server.wait_listening(timeout_s)
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"api-server exited ({self.process.returncode}); log: {self.log_path}")
+            if self.server.process is not None and self.server.process.poll() is not None:
+                pytest.fail(f"api-server exited ({self.server.process.returncode}); log: {self.server.log_path}")
             try:
                 if requests.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(1)
-        pytest.fail(f"api-server not healthy after {timeout_s} s; log: {self.log_path}")
+        pytest.fail(f"api-server not healthy after {timeout_s} s; log: {self.server.log_path}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        self.server.stop(timeout_s=30)
 
 
 def start_api_server(all_admins: bool, work_dir: Path) -> ApiServer:
-    """``airflow api-server`` on a free port with the plugin loaded at start-up."""
-    port = free_port()
-    passwords = work_dir / f"passwords-{port}.json"
+    """``airflow api-server`` on a free port with the plugin loaded at start-up (not
+    waited for: it boots while the DAGs run; :meth:`ApiServer.wait_until_healthy`)."""
+    kind = "admins" if all_admins else "login"
+    passwords = work_dir / f"passwords-{kind}.json"
     passwords.write_text(json.dumps({VIEWER: VIEWER_PASSWORD}))
-    env = {
-        **os.environ,
-        "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": str(all_admins),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{VIEWER}:viewer",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
-        "AIRFLOW__API__WORKERS": "1",
-    }
-    log_path = ROOT / ".local" / "logs" / f"ui-test-api-server-{'admins' if all_admins else 'login'}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            ["airflow", "api-server", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    return ApiServer(f"http://localhost:{port}", process, log_path)
+
+    def env(port: int) -> dict[str, str]:
+        return {
+            **os.environ,
+            "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": str(all_admins),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{VIEWER}:viewer",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+            "AIRFLOW__API__WORKERS": "1",
+        }
+
+    log_path = ROOT / ".local" / "logs" / f"ui-test-api-server-{kind}.log"
+    log_path.unlink(missing_ok=True)
+    server = PortServer(
+        name=f"api-server ({kind})",
+        command=lambda port: ["airflow", "api-server", "--port", str(port)],
+        env=env,
+        log_path=log_path,
+        cwd=ROOT,
+    )
+    return ApiServer(server.start())
 
 
 @pytest.fixture(scope="module")

@@ -201,6 +201,39 @@ rebuild_pool_if_idle <- function() {
   !isTRUE(job_runtime$pool_broken)
 }
 
+# Parent pid of every process (Linux procfs; empty elsewhere), named by pid.
+parent_pids <- function() {
+  pids <- list.files("/proc", pattern = "^[0-9]+$")
+  parents <- vapply(pids, function(pid) {
+    line <- tryCatch(readLines(file.path("/proc", pid, "stat"), n = 1L, warn = FALSE), error = function(err) "")
+    # "pid (command) state ppid ...": the command may hold spaces and parentheses.
+    suppressWarnings(as.integer(strsplit(sub("^.*\\) ", "", line), " ", fixed = TRUE)[[1]][2]))
+  }, integer(1))
+  names(parents) <- pids
+  parents
+}
+
+# The process and every process it started, at any depth.
+process_tree <- function(pid) {
+  parents <- parent_pids()
+  tree <- as.integer(pid)
+  repeat {
+    children <- setdiff(as.integer(names(parents)[parents %in% tree]), tree)
+    if (length(children) == 0L) {
+      return(tree)
+    }
+    tree <- c(tree, children)
+  }
+}
+
+# Stops a cancelled job's worker with every process it started: rstan forks
+# its chains, and killed alone the worker would leave them sampling and holding
+# its connection to this server open, so that its future would never report
+# the worker gone (the job's slot stayed taken and the pool was never rebuilt).
+stop_worker <- function(worker_pid) {
+  tools::pskill(process_tree(worker_pid), tools::SIGKILL)
+}
+
 enqueue_job <- function(job_id, fun_name, args) {
   queue <- job_runtime$queue %||% list()
   queue[[job_id]] <- list(fun_name = fun_name, args = args)
@@ -233,7 +266,7 @@ job_heartbeat <- function() {
         state <- read_job_state(job_id)
         if (identical(state$status, "cancelled") && !is.null(state$worker_pid) && process_alive(state$worker_pid)) {
           log_event("info", "stopping the worker of a cancelled job", job_id = job_id, worker_pid = state$worker_pid)
-          tools::pskill(state$worker_pid)
+          stop_worker(state$worker_pid)
         }
       }
     },

@@ -83,19 +83,27 @@ test_that("DELETE cancels a running job and the service keeps working", {
 
 test_that("a job queued behind a cancelled running job runs once the killed worker is replaced", {
   # One worker: the queued job can only run on the pool rebuilt after the
-  # cancelled job's worker is killed (it once stayed queued for good).
+  # cancelled job's worker is killed (it once stayed queued for good). The
+  # cancelled job's worker has forked a child, as rstan forks its chains: the
+  # child is killed too (it would keep the worker's connection open and its
+  # future would never report the worker gone).
   service <- start_test_service("echo-service", env = c(R_SERVICES_ROOT = fixture_services_root, R_WORKERS = "1"))
   withr::defer(stop_test_service(service))
-  running <- submit(service, 30)
+  pid_file <- tempfile("child-pid-")
+  running <- http_post(service, "/echo/fork-job", list(seconds = 30, pid_file = pid_file))
   deadline <- Sys.time() + 20
-  while (http_get(service, paste0("/jobs/", running$json$job_id))$json$status != "running" && Sys.time() < deadline) {
+  while (!file.exists(pid_file) && Sys.time() < deadline) {
     Sys.sleep(0.1)
   }
+  child_pid <- as.integer(readLines(pid_file))
   queued <- submit(service, 0.1)
   expect_equal(queued$status, 202L)
   expect_equal(http_call(service, "DELETE", paste0("/jobs/", running$json$job_id))$json$status, "cancelled")
-  expect_equal(wait_for_job(service, queued$json$job_id, timeout_s = 60)$status, "succeeded")
-  expect_equal(wait_for_job(service, submit(service, 0.1)$json$job_id, timeout_s = 60)$status, "succeeded")
+  expect_equal(wait_for_job(service, queued$json$job_id, timeout_s = 20)$status, "succeeded")
+  # Gone, or a zombie left to whichever process adopted it.
+  child_stat <- tryCatch(readLines(file.path("/proc", child_pid, "stat"), warn = FALSE), error = function(err) "")
+  expect_true(!nzchar(child_stat) || grepl("^[0-9]+ \\(.*\\) Z ", child_stat), info = child_stat)
+  expect_equal(wait_for_job(service, submit(service, 0.1)$json$job_id, timeout_s = 20)$status, "succeeded")
 })
 
 test_that("a job whose service died is failed (503) for any replica sharing JOB_DIR, and its key starts a new job", {

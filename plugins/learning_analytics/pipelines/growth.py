@@ -191,11 +191,6 @@ def fit_payload(shard: pd.DataFrame, shard_index: int, settings: GrowthSettings)
     }
 
 
-def p_week(window: RunWindow) -> RunWindow:
-    """The week whose ``weekly_kpi.P`` a run gives: the last of its window."""
-    return RunWindow(window.run_date, window.end - timedelta(days=7), window.end, window.timezone)
-
-
 def p_settings(settings: GrowthSettings) -> KpiSettings:
     """The KPI builder's P settings (``KPI_P_HISTORY_WEEKS`` for the simple estimate of
     students without a growth P), with this run's goal horizon and P source."""
@@ -532,7 +527,9 @@ class GrowthPipeline(ModelPipeline[GrowthSettings]):
         written["growth_brms_user"] = tx.replace_partition("growth_brms_user", users, key, ["run_date", "user_id"])
         # P of the week this run is about, by its one definition (the KPI builder's SQL),
         # which now sees this run: its P where it converged and METRICS_USE_BAYESIAN is on.
-        written["weekly_kpi.p"] = update_weekly_kpi_p(tx, p_week(window), p_settings(settings))
+        # The week is the window's last: the one complete week before the run date.
+        last_week = weekly_window(window.run_date, 1, window.timezone)
+        written["weekly_kpi.p"] = update_weekly_kpi_p(tx, last_week, p_settings(settings))
         log.info(
             "growth run %s: status %s, converged %s, %s", window.run_date, meta["status"], meta["converged"], written
         )

@@ -22,7 +22,7 @@ cold_seconds <- seconds_since(cold_started)
 
 ensure_templates("gaussian")
 warm_started <- Sys.time()
-template <- load_template("gaussian")
+template <- load_template("gaussian", "non_centred")
 warm <- suppressMessages(suppressWarnings(do.call(stats::update, c(
   list(template, newdata = data, recompile = FALSE, silent = 2),
   sampling

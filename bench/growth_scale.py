@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 from learning_analytics import synthetic  # noqa: E402
 from learning_analytics.pipeline import PREPARED_NAME, Extracted, RunContext, chunk_by_key  # noqa: E402
-from learning_analytics.pipelines.growth import GrowthPipeline  # noqa: E402
+from learning_analytics.pipelines.growth import GrowthPipeline, stage1_sample  # noqa: E402
 from learning_analytics.settings import GrowthSettings  # noqa: E402
 from learning_analytics.staging import RunStaging, read_frame  # noqa: E402
 from learning_analytics.warehouse import Warehouse  # noqa: E402
@@ -54,8 +54,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_pipeline(params: dict[str, Any], run_id: str, parallel: int = 1, extracted: Extracted | None = None) -> dict:
-    """The DAG's tasks in order; returns timings, status and sizes."""
+def run_pipeline(
+    params: dict[str, Any],
+    run_id: str,
+    parallel: int = 1,
+    extracted: Extracted | None = None,
+    stage1_sample_path: str | None = None,
+) -> dict:
+    """The DAG's tasks in order; returns timings, status and sizes. ``stage1_sample_path``:
+    also write the students of the stage-1 fit there (CSV, for bench/brms_parameterisation.R)."""
     pipeline = GrowthPipeline()
     settings = GrowthSettings.from_params(params)
     run = RunContext(
@@ -69,6 +76,9 @@ def run_pipeline(params: dict[str, Any], run_id: str, parallel: int = 1, extract
         extracted = pipeline.extract(Warehouse(), run)
     uris = [staging.write_frame(f"shard-{i:04d}", shard) for i, shard in enumerate(extracted.shards)]
     timings["extract"] = time.monotonic() - started
+    if stage1_sample_path:
+        sample = stage1_sample(pd.concat(extracted.shards), settings.stage1_students, settings.seed)
+        sample[["user_id", "week", "accuracy", "n_attempts", "n_correct"]].to_csv(stage1_sample_path, index=False)
 
     started = time.monotonic()
     (staging.root / PREPARED_NAME).unlink(missing_ok=True)
@@ -141,13 +151,17 @@ def main() -> None:
     parser.add_argument("--stage2-only", type=int, nargs="*", default=[])
     parser.add_argument("--params", type=json.loads, default={}, help="extra DAG params (JSON)")
     parser.add_argument("--output", default=str(ROOT / "docs" / "bench-growth-scale.md"))
+    parser.add_argument(
+        "--save-stage1-sample", default=None, help="CSV path: the stage-1 students of the first --sizes run"
+    )
     args = parser.parse_args()
     base = {"LOOKBACK_WEEKS": args.weeks, "METRICS_USE_BAYESIAN": True, **args.params}
     rows = []
     for size in args.sizes:
         data = synthetic.generate(n_students=size, n_weeks=args.weeks + 4, seed=11, end_date=END_DATE)
         synthetic.load(os.environ["ANALYTICS_DB_URI"], data)
-        rows.append(run_pipeline(base, f"two_stage-{size}"))
+        sample_path = args.save_stage1_sample if size == args.sizes[0] else None
+        rows.append(run_pipeline(base, f"two_stage-{size}", stage1_sample_path=sample_path))
         print(json.dumps(rows[-1]), flush=True)
     if args.compare:
         data = synthetic.generate(n_students=args.compare, n_weeks=args.weeks + 4, seed=12, end_date=END_DATE)

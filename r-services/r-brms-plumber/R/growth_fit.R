@@ -229,23 +229,25 @@ extended_iterations <- function(diagnostics, iter, warmup, max_iter) {
 fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, max_treedepth,
                        max_rhat = 1.01, min_ess_bulk = 400, max_iter = iter) {
   started_at <- Sys.time()
-  template <- load_template(family)
   user_ids <- data$user_id[!duplicated(id_key(data$user_id))]
   user_keys <- id_key(user_ids)
   week_range <- range(data$week)
-  # Weeks as sent, not centred: centring makes each student's intercept better
-  # determined by their data, which slows the mixing of brms' non-centred group
-  # effects further (measured on 200 students x 12 weeks: bulk ESS of
-  # b_Intercept 61 instead of 139 per 1,000 draws).
+  # Weeks as sent (0 = the window's first week), the origin the population
+  # draws, stage 2 and the predictions use.
   model_data <- data
   model_data$user_id <- id_key(data$user_id)
+  choice <- choose_parameterisation(model_data, family)
+  log_event(
+    "info", "growth fit: parameterisation chosen",
+    parameterisation = choice$parameterisation, coefficient_noise_share = round(choice$noise_share, 3)
+  )
+  template <- load_template(family, choice$parameterisation)
   fit <- sample_growth(template, model_data, iter, warmup, chains, seed, adapt_delta, max_treedepth)
   diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
   iterations_run <- iter
-  # brms' non-centred group effects mix slowly for students with many attempts
-  # (bulk ESS ~140 per 1,000 draws for the population intercept): rather than
-  # a large default for every fit, a fit short of the target is run again,
-  # longer (at most max_iter), and judged on that run alone.
+  # Rather than a large default for every fit, a fit short of the ESS or Rhat
+  # target is run again, longer (at most max_iter), and judged on that run
+  # alone (since the centred parameterisation, rare at the default 1,000).
   repeat {
     longer <- extended_iterations(diagnostics, iterations_run, warmup, max_iter)
     if (is.null(longer)) break
@@ -258,6 +260,7 @@ fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, ma
     iterations_run <- longer
   }
   diagnostics$iterations <- iterations_run
+  diagnostics$parameterisation <- choice$parameterisation
   coefficients <- user_coefficient_draws(fit, user_keys)
   users <- c(list(user_id = user_ids), user_summary(coefficients, family, week_range))
   fixed_effects <- fixed_effect_table(fit)

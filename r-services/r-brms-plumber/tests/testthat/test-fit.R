@@ -55,6 +55,8 @@ test_that("binomial fit returns per-user values on the accuracy scale", {
   expect_true(all(fit$users$intercept > 0 & fit$users$intercept < 1))
   expect_true(all(abs(fit$users$slope) < 0.2))
   expect_lt(fit$diagnostics$rhat_max, 1.05)
+  # 5 weeks of 20-40 attempts pin no student down: brms' own program.
+  expect_equal(fit$diagnostics$parameterisation, "non_centred")
   # Logit-scale intercept 0 is accuracy 0.5: the two scales agree in sign.
   expect_equal(sign(fit$users$intercept - 0.5), sign(fit$users$intercept_logit))
 
@@ -108,6 +110,8 @@ test_that("fitted per-user slopes recover the true ones", {
   expect_gte(slope$upper, 0.02)
   expect_lt(fit$diagnostics$rhat_max, 1.05)
   expect_equal(fit$diagnostics$divergences, 0L)
+  # Reliable slopes (0.85): the centred program.
+  expect_equal(fit$diagnostics$parameterisation, "centred")
 })
 
 test_that("p_goal is about one observed week at the given attempts, and bounded", {

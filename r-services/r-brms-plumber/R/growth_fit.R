@@ -226,6 +226,29 @@ extended_iterations <- function(diagnostics, iter, warmup, max_iter) {
   as.integer(min(max_iter, warmup + ceiling((iter - warmup) * draws_factor)))
 }
 
+# Samples one program and judges it. Rather than a large default for every fit,
+# a fit short of the ESS or Rhat target is run again, longer (at most
+# max_iter), and judged on that run alone.
+sample_judged <- function(template, model_data, iter, warmup, max_iter, chains, seed, adapt_delta, max_treedepth,
+                          max_rhat, min_ess_bulk) {
+  fit <- sample_growth(template, model_data, iter, warmup, chains, seed, adapt_delta, max_treedepth)
+  diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
+  iterations_run <- iter
+  repeat {
+    longer <- extended_iterations(diagnostics, iterations_run, warmup, max_iter)
+    if (is.null(longer)) break
+    log_event(
+      "info", "growth fit: not converged, sampling again for longer",
+      reason = diagnostics$reason, iter = iterations_run, extended_iter = longer, max_iter = max_iter
+    )
+    fit <- sample_growth(template, model_data, longer, warmup, chains, seed, adapt_delta, max_treedepth)
+    diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
+    iterations_run <- longer
+  }
+  diagnostics$iterations <- iterations_run
+  list(fit = fit, diagnostics = diagnostics)
+}
+
 fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, max_treedepth,
                        max_rhat = 1.01, min_ess_bulk = 400, max_iter = iter) {
   started_at <- Sys.time()
@@ -241,26 +264,27 @@ fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, ma
     "info", "growth fit: parameterisation chosen",
     parameterisation = choice$parameterisation, coefficient_noise_share = round(choice$noise_share, 3)
   )
-  template <- load_template(family, choice$parameterisation)
-  fit <- sample_growth(template, model_data, iter, warmup, chains, seed, adapt_delta, max_treedepth)
-  diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
-  iterations_run <- iter
-  # Rather than a large default for every fit, a fit short of the ESS or Rhat
-  # target is run again, longer (at most max_iter), and judged on that run
-  # alone (since the centred parameterisation, rare at the default 1,000).
-  repeat {
-    longer <- extended_iterations(diagnostics, iterations_run, warmup, max_iter)
-    if (is.null(longer)) break
-    log_event(
-      "info", "growth fit: not converged, sampling again for longer",
-      reason = diagnostics$reason, iter = iterations_run, extended_iter = longer, max_iter = max_iter
+  sample_program <- function(parameterisation) {
+    sample_judged(
+      load_template(family, parameterisation), model_data, iter, warmup, max_iter, chains, seed,
+      adapt_delta, max_treedepth, max_rhat, min_ess_bulk
     )
-    fit <- sample_growth(template, model_data, longer, warmup, chains, seed, adapt_delta, max_treedepth)
-    diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
-    iterations_run <- longer
   }
-  diagnostics$iterations <- iterations_run
-  diagnostics$parameterisation <- choice$parameterisation
+  parameterisation <- choice$parameterisation
+  run <- sample_program(parameterisation)
+  # Divergences in the centred program mean its funnel (the data pin the
+  # students down less than the noise share said): brms' own program, once.
+  if (parameterisation == "centred" && run$diagnostics$divergences > 0) {
+    log_event(
+      "info", "growth fit: the centred program diverged, sampling brms' non-centred one",
+      reason = run$diagnostics$reason
+    )
+    parameterisation <- "non_centred"
+    run <- sample_program(parameterisation)
+  }
+  fit <- run$fit
+  diagnostics <- run$diagnostics
+  diagnostics$parameterisation <- parameterisation
   coefficients <- user_coefficient_draws(fit, user_keys)
   users <- c(list(user_id = user_ids), user_summary(coefficients, family, week_range))
   fixed_effects <- fixed_effect_table(fit)

@@ -10,11 +10,42 @@ import logging
 from datetime import date, timedelta
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from learning_analytics.settings import FeaturesSettings, KpiSettings
 from learning_analytics.warehouse import Warehouse, WarehouseTransaction, require_platform_clock
 from learning_analytics.windows import RunWindow, daily_window, weekly_window
 
 log = logging.getLogger(__name__)
+
+
+#: Weekly attempts at which the learning index's effort factor reaches 1: I_t = 100 x
+#: accuracy x min(1, ln(1 + attempts) / ln(1 + I_T_EFFORT_SATURATION)), as
+#: ``include/sql/kpi/weekly_kpi.sql`` computes it (tests/integration/test_kpi_builders.py
+#: checks the two agree). More attempts than this do not raise I_t.
+I_T_EFFORT_SATURATION = 200
+
+
+def learning_index_effort(n_attempts: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The effort factor of I_t for weeks of ``n_attempts`` attempts: in [0, 1], 1 from 200 attempts."""
+    return np.minimum(1.0, np.log1p(np.asarray(n_attempts, dtype=float)) / np.log1p(I_T_EFFORT_SATURATION))
+
+
+def learning_index_standard_error(n_attempts: npt.ArrayLike, n_correct: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Sampling error of each week's I_t: its accuracy is measured from that week's attempts.
+
+    ``100 x effort x sqrt(p (1 - p) / n)`` with ``p = (correct + 0.5) / (attempts + 1)``,
+    so a week answered all right (or all wrong) still has an error. At the same accuracy a
+    week of 20 attempts is 1.8x as noisy as one of 200 (sqrt(10) for the accuracy, times
+    the smaller effort factor). NaN for a week without attempts (its I_t is 0 by
+    definition, not a measurement).
+    """
+    attempts = np.asarray(n_attempts, dtype=float)
+    accuracy = (np.asarray(n_correct, dtype=float) + 0.5) / (attempts + 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        error = 100.0 * learning_index_effort(attempts) * np.sqrt(accuracy * (1.0 - accuracy) / attempts)
+    return np.where(attempts > 0, error, np.nan)
 
 
 class KpiNotReadyError(RuntimeError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from datetime import date
 
@@ -12,7 +11,13 @@ import pytest
 from scipy import special, stats
 
 from la_testing import TEST_LOGICAL_DATE, fetch_all
-from learning_analytics.kpi import build_features_topic_daily, build_weekly_kpi, features_window, kpi_window
+from learning_analytics.kpi import (
+    build_features_topic_daily,
+    build_weekly_kpi,
+    features_window,
+    kpi_window,
+    learning_index_effort,
+)
 from learning_analytics.settings import DEFAULT_TIMEZONE, FeaturesSettings, KpiSettings
 from learning_analytics.warehouse import ClockMismatchError, Warehouse, set_platform_clock
 from learning_analytics.windows import daily_window, weekly_window
@@ -44,8 +49,12 @@ def hand_made_history(db: psycopg.Connection) -> None:
 
 
 def i_t(n_correct: int, n_attempts: int) -> float:
-    """I_t as docs/metrics.md writes it: 100 * accuracy * min(1, ln(1 + attempts) / ln(201))."""
-    return 100 * n_correct / n_attempts * min(1.0, math.log(1 + n_attempts) / math.log(201))
+    """I_t as docs/metrics.md writes it: 100 * accuracy * min(1, ln(1 + attempts) / ln(201)).
+
+    The effort factor is the plugin's (``learning_index_effort``, which the prophet
+    pipeline's sampling error of I_t uses), so this test also checks that it is the SQL's.
+    """
+    return 100 * n_correct / n_attempts * float(learning_index_effort(n_attempts))
 
 
 def kpi_rows(db: psycopg.Connection) -> dict[tuple[int, date], tuple]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from learning_analytics.kpi import KpiNotReadyError
+from learning_analytics.kpi import KpiNotReadyError, learning_index_standard_error
 from learning_analytics.pipeline import RunContext
 from learning_analytics.pipelines.prophet import (
     ANOMALY_COLUMNS,
@@ -121,10 +122,12 @@ def test_fit_payload_is_column_oriented_sorted_with_iso_dates_and_the_run_settin
             "week_start": [date(2026, 9, 7), date(2026, 9, 14), date(2026, 9, 7)],
             "i_t": [10.5, 0.0, 103.25],
             "n_attempts": [12, 0, 250],
+            "n_correct": [3, 0, 250],
             "active_days": [2, 0, 6],
         }
     )
     payload = fit_payload(shard, run_context(PROPHET_FORECAST_WEEKS=6, PROPHET_ANOMALY_THRESHOLD=3.0).settings)
+    y_se = payload["series"].pop("y_se")
     assert payload == {
         "series": {
             "series_id": [5, 5, 7],
@@ -136,11 +139,33 @@ def test_fit_payload_is_column_oriented_sorted_with_iso_dates_and_the_run_settin
         },
         "y_min": 0.0,
         "y_max": 100.0,
+        "activity_saturation": 200,
         "forecast_weeks": 6,
         "anomaly_threshold": 3.0,
     }
+    # The sampling error of I_t: none for the week without attempts (not a measurement).
+    assert y_se[1] is None
+    assert y_se[0] == pytest.approx(learning_index_standard_error([250], [250])[0])
+    assert y_se[2] == pytest.approx(learning_index_standard_error([12], [3])[0])
     assert all(type(value) is int for value in payload["series"]["series_id"])
-    json.dumps(payload, allow_nan=False)  # what the hook sends
+    json.dumps({**payload, "y_se": y_se}, allow_nan=False)  # what the hook sends
+
+
+def test_learning_index_standard_error_is_the_binomial_error_of_the_weeks_accuracy() -> None:
+    # 40 attempts, 20 right: p = 20.5 / 41 = 0.5, effort ln(41) / ln(201).
+    effort = math.log(41) / math.log(201)
+    assert learning_index_standard_error([40], [20])[0] == pytest.approx(100 * effort * math.sqrt(0.25 / 40))
+    # Past 200 attempts the effort factor is 1; all right still has an error.
+    assert learning_index_standard_error([400], [400])[0] == pytest.approx(
+        100 * math.sqrt((400.5 / 401) * (0.5 / 401) / 400)
+    )
+    # A week of 20 attempts is noisier than one of 200 at the same accuracy: sqrt(10)
+    # for the accuracy, times ln(21) / ln(201) for the effort factor that scales it.
+    few, many = learning_index_standard_error([20, 200], [12, 120])
+    assert few / many == pytest.approx(
+        math.sqrt(10 * (12.5 / 21 * 8.5 / 21) / (120.5 / 201 * 80.5 / 201)) * math.log(21) / math.log(201)
+    )
+    assert math.isnan(learning_index_standard_error([0], [0])[0])
 
 
 def test_fit_payload_survives_the_parquet_round_trip_of_staging(tmp_path: Path) -> None:
@@ -150,6 +175,7 @@ def test_fit_payload_survives_the_parquet_round_trip_of_staging(tmp_path: Path) 
             "week_start": [date(2026, 9, 7), date(2026, 9, 14)],
             "i_t": [1.0, 2.0],
             "n_attempts": [3, 4],
+            "n_correct": [1, 2],
             "active_days": [1, 1],
         }
     )

@@ -72,7 +72,14 @@ class RecordingWarehouse:
             weeks = [RUN_DATE - timedelta(weeks=week) for week in range(1, 9)]
             return pd.DataFrame(
                 [
-                    {"user_id": user, "week_start": week, "i_t": 10.0, "n_attempts": 5, "active_days": 2}
+                    {
+                        "user_id": user,
+                        "week_start": week,
+                        "i_t": 10.0,
+                        "n_attempts": 5,
+                        "n_correct": 3,
+                        "active_days": 2,
+                    }
                     for user in range(1, 8)
                     for week in weeks
                 ]

@@ -1,4 +1,4 @@
--- Weekly learning index I_t, attempts and active days of every student who gets a prophet series this run.
+-- Weekly learning index I_t, attempts, correct answers and active days of every student who gets a prophet series this run.
 -- Parameters: window_start, window_end (Mondays, end exclusive), min_active_weeks.
 --
 -- Who gets a series (the same rule decides who is recorded as skipped, see
@@ -15,6 +15,7 @@ WITH window_kpi AS (
            k.week_start,
            k.i_t,
            k.n_attempts,
+           k.n_correct,
            k.active_days,
            count(*) FILTER (WHERE k.n_attempts > 0) OVER student AS active_weeks,
            max(k.week_start) OVER student AS last_week
@@ -22,7 +23,7 @@ WITH window_kpi AS (
     WHERE k.week_start >= %(window_start)s AND k.week_start < %(window_end)s
     WINDOW student AS (PARTITION BY k.user_id)
 )
-SELECT user_id, week_start, i_t, n_attempts, active_days
+SELECT user_id, week_start, i_t, n_attempts, n_correct, active_days
 FROM window_kpi
 WHERE active_weeks >= %(min_active_weeks)s
   AND last_week = %(window_end)s::date - 7

@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from learning_analytics.kpi import require_weekly_kpi
+from learning_analytics.kpi import I_T_EFFORT_SATURATION, learning_index_standard_error, require_weekly_kpi
 from learning_analytics.pipeline import (
     Extracted,
     ModelPipeline,
@@ -108,18 +108,23 @@ I_T_RANGE = (0.0, 100.0)
 
 
 def fit_payload(shard: pd.DataFrame, settings: ProphetSettings) -> dict[str, Any]:
-    """The ``/prophet/fit`` request of one chunk: I_t, weekly attempts and active days, column-oriented.
+    """The ``/prophet/fit`` request of one chunk, column-oriented: I_t and its sampling error, attempts, active days.
 
     I_t above 100 (more than 200 attempts in a week at full accuracy) is sent as 100,
-    the top of its range.
+    the top of its range. ``y_se`` is each week's sampling error of I_t (its accuracy is
+    measured from that week's attempts), against which the service judges
+    ``learning_index`` anomalies; ``activity_saturation`` is where I_t stops growing with
+    attempts, so that the service's effort regressor stops there too.
     """
     series = shard.rename(columns={"user_id": "series_id", "week_start": "ds", "i_t": "y", "n_attempts": "activity"})
-    series = series.sort_values(["series_id", "ds"])[["series_id", "ds", "y", "activity", "active_days"]]
+    series["y_se"] = learning_index_standard_error(series["activity"], series["n_correct"])
+    series = series.sort_values(["series_id", "ds"])[["series_id", "ds", "y", "y_se", "activity", "active_days"]]
     series["y"] = series["y"].clip(*I_T_RANGE)
     return {
         "series": column_table(series),
         "y_min": I_T_RANGE[0],
         "y_max": I_T_RANGE[1],
+        "activity_saturation": I_T_EFFORT_SATURATION,
         "forecast_weeks": settings.forecast_weeks,
         "anomaly_threshold": settings.anomaly_threshold,
     }

@@ -7,10 +7,11 @@
 #   see `fit_prophet_map()`), fitted on a logit scale of y's range
 #   [y_min, y_max] (`model_scale()`) and transformed back, so a forecast can
 #   never leave the range (I_t: never below 0 nor above 100).
-# - ln(1 + attempts) is prophet's additive regressor: I_t moves with the
-#   week's effort, and that movement belongs to the activity series. I_t
-#   anomalies are judged net of effort; forecasts are at the student's mean
-#   effort, and the effort's spread widens their band.
+# - ln(1 + attempts) is prophet's additive regressor (attempts capped at the
+#   request's `activity_saturation`, where y stops growing with effort: I_t at
+#   200 attempts): I_t moves with the week's effort, and that movement belongs
+#   to the activity series. I_t anomalies are judged net of effort; forecasts
+#   are at the student's mean effort, and the effort's spread widens their band.
 # - Only weeks with activity enter the trend: I_t of a week without attempts is
 #   0 by definition, and whether such a week is unusual is a question for the
 #   activity series.
@@ -25,14 +26,19 @@
 #   student's share of weeks without attempts (I_t = 0). `yhat` is the median.
 #   prophet's own simulated intervals (`uncertainty.samples`) cost ~10x the fit.
 # - I_t anomalies: the outlier-screened refit (two passes, `fit_trend()`),
-#   each active week scored against the residual sigma of the OTHER kept weeks.
+#   each active week scored against the OTHER kept weeks. With the weeks'
+#   sampling errors (`y_se`: I_t's accuracy is measured from that week's
+#   attempts, so a week of 20 attempts is noisier than one of 200), each
+#   residual is judged against its own error times the dispersion of the
+#   others (`measured_scores()`); without them, against the others' sigma.
 # - Activity anomalies: a sessions model of weekly attempts against the
 #   student's other weeks (`activity_scores()`): a zero week is unusual only
 #   for a student whose other weeks are busy; weeks after the last active week
 #   are never scored.
 # - Every score is the z of a one-sided tail probability (I_t: |y - yhat| /
-#   sigma through Student-t), so `anomaly_threshold` means the same for both
-#   series: a larger value gives fewer, surer flags.
+#   sigma through Student-t; activity: mid-p, see `session_tail()`), so
+#   `anomaly_threshold` means the same for both series: a larger value gives
+#   fewer, surer flags.
 # - Students without activity in the last `PROPHET_INACTIVE_WEEKS` weeks are
 #   `inactive`: their history is scored, but they get no forecast.
 
@@ -82,6 +88,7 @@ model_scale <- function(y_min, y_max, y, settings) {
     return(list(
       to = function(v) log(v - y_min + offset),
       from = function(z) pmax(y_min, exp(z) - offset + y_min),
+      slope = function(v) 1 / (v - y_min + offset),
       description = sprintf("log(y - %g + %g)", y_min, offset)
     ))
   }
@@ -90,6 +97,10 @@ model_scale <- function(y_min, y_max, y, settings) {
   list(
     to = function(v) stats::qlogis((pmin(pmax(v, y_min), y_max) - y_min + margin) / (width + 2 * margin)),
     from = function(z) pmin(y_max, pmax(y_min, y_min - margin + (width + 2 * margin) * stats::plogis(z))),
+    slope = function(v) {
+      share <- (pmin(pmax(v, y_min), y_max) - y_min + margin) / (width + 2 * margin)
+      1 / (share * (1 - share) * (width + 2 * margin))
+    },
     description = sprintf("logit((y - %g + %g) / %g)", y_min, margin, width + 2 * margin)
   )
 }
@@ -295,6 +306,21 @@ leave_one_out_scores <- function(trend, z, settings) {
   t_to_z(abs(trend$residuals) / sigma_others, degrees_of_freedom)
 }
 
+# Scores when each point's measurement error is known (`se_z`, model scale):
+# each residual over its own error, times the dispersion of the OTHER
+# inliers' standardized residuals (quasi-likelihood), at least 1: no week is
+# measured more precisely than its sampling error says, so a student whose
+# few other residuals happen to be small does not get a yardstick below it.
+# Student-t with the others' degrees of freedom, as `leave_one_out_scores()`.
+measured_scores <- function(trend, se_z) {
+  standardized <- trend$residuals / se_z
+  squares <- ifelse(trend$inlier, standardized^2, 0)
+  n_others <- sum(trend$inlier) - trend$inlier
+  degrees_of_freedom <- pmax(1, n_others - trend$n_parameters)
+  dispersion <- pmax((sum(squares) - squares) / degrees_of_freedom, 1)
+  t_to_z(abs(standardized) / sqrt(dispersion), degrees_of_freedom)
+}
+
 # z with the same one-sided tail probability as `t` under Student-t with `df`.
 t_to_z <- function(t, df) {
   stats::qnorm(stats::pt(t, df = df, lower.tail = FALSE), lower.tail = FALSE)
@@ -362,19 +388,23 @@ activity_scores <- function(counts, active_days, settings) {
   list(expected = second$expected, score = abs(second$score), direction = ifelse(second$score > 0, "spike", "dip"))
 }
 
-# One-sided tail probability of a week's `count` attempts in the sessions
-# model: count / per_session sessions against the negative binomial
+# One-sided mid-p tail probability of a week's `count` attempts in the
+# sessions model: count / per_session sessions against the negative binomial
 # prediction of N from `sessions` sessions seen in n reference weeks
-# (share = n / (n + 1)); upper tail for a spike, lower for a dip. The count in
+# (share = n / (n + 1)); upper tail for a spike, lower for a dip, each with
+# half the probability of the observed count (the whole of it makes a test of
+# small counts conservative: at 2.5 it flagged 0.6-0.9% of ordinary weeks
+# where a calibrated score flags 1.24%; mid-p flags 0.9-1.3%). The count in
 # sessions is continuous (the regularized incomplete beta interpolates between
 # whole sessions). bench/prophet_anomaly_tails.R compares it with other tails
 # of the same model.
 session_tail <- function(count, per_session, sessions, share, spike) {
   observed <- count / per_session
   if (spike) {
-    stats::pbeta(share, sessions, observed, lower.tail = FALSE)
+    0.5 * (stats::pbeta(share, sessions, observed, lower.tail = FALSE) +
+      stats::pbeta(share, sessions, observed + 1, lower.tail = FALSE))
   } else {
-    stats::pbeta(share, sessions, observed + 1)
+    0.5 * (stats::pbeta(share, sessions, observed + 1) + stats::pbeta(share, sessions, observed))
   }
 }
 
@@ -391,8 +421,9 @@ empty_anomalies <- function() {
   anomaly_table(as.Date(character()), numeric(), numeric(), numeric(), character(), character())
 }
 
-# Fit one series. `activity` is NULL (then y > y_min counts as activity) or
-# the weekly attempts. Returns list(status = "fitted"|"inactive", fit, model,
+# Fit one series: `weeks` holds its per-week vectors of the request (`ds`,
+# `y`, and `activity`, `active_days`, `y_se`, each NULL when not sent);
+# without `activity`, y > y_min counts as activity. Returns list(status = "fitted"|"inactive", fit, model,
 # forecast, anomalies) or list(status = "skipped"|"inactive"|"failed",
 # reason[, anomalies]). Never throws for data reasons. The steps: order the
 # weeks and find the active ones (`prepare_series()`), score the activity
@@ -401,8 +432,8 @@ empty_anomalies <- function() {
 # (`learning_index_anomalies()`), then build the stored model
 # (`series_model_of()`), the fit summary (`series_fit_summary()`) and the
 # forecast.
-fit_one_series <- function(ds, y, activity, active_days, request, settings) {
-  series <- prepare_series(ds, y, activity, active_days, request$y_min, settings)
+fit_one_series <- function(weeks, request, settings) {
+  series <- prepare_series(weeks, request$y_min, settings)
   if (!any(series$active)) {
     return(list(status = "inactive", reason = "no activity in any week of the series", anomalies = empty_anomalies()))
   }
@@ -442,16 +473,16 @@ fit_one_series <- function(ds, y, activity, active_days, request, settings) {
 # `y_min` when the request has no attempts (`has_activity` FALSE). `active`
 # marks weeks with activity; `inactive` is TRUE when the last
 # `inactive_weeks` weeks are all known to have none.
-prepare_series <- function(ds, y, activity, active_days, y_min, settings) {
-  order_by_date <- order(ds)
-  ds <- ds[order_by_date]
-  y <- y[order_by_date]
-  has_activity <- !is.null(activity)
-  activity <- if (has_activity) activity[order_by_date] else y - y_min
+prepare_series <- function(weeks, y_min, settings) {
+  order_by_date <- order(weeks$ds)
+  ds <- weeks$ds[order_by_date]
+  y <- weeks$y[order_by_date]
+  has_activity <- !is.null(weeks$activity)
+  activity <- if (has_activity) weeks$activity[order_by_date] else y - y_min
   recent <- ds > max(ds) - 7L * settings$inactive_weeks
   list(
-    ds = ds, y = y, activity = activity, active_days = active_days[order_by_date],
-    has_activity = has_activity,
+    ds = ds, y = y, activity = activity, active_days = weeks$active_days[order_by_date],
+    y_se = weeks$y_se[order_by_date], has_activity = has_activity,
     active = !is.na(activity) & activity > 0,
     inactive = all(!is.na(activity[recent]) & activity[recent] == 0)
   )
@@ -484,25 +515,37 @@ bind_anomalies <- function(anomalies) {
 # The trend of the weeks in `trend_points` on the model scale. Too few points
 # for a line give a flat trend. ln(1 + attempts) is prophet's regressor: I_t
 # moves with the week's effort, which the activity series judges; the
-# learning index is judged net of it.
+# learning index is judged net of it. Attempts above the request's
+# `activity_saturation` add no effort (I_t's effort factor is capped at 200
+# attempts; an uncapped regressor overshoots I_t in the busiest weeks).
 fit_series_trend <- function(series, trend_points, request, settings) {
   fitted_ds <- series$ds[trend_points]
   fitted_y <- series$y[trend_points]
   scale <- model_scale(request$y_min, request$y_max, fitted_y, settings)
   z <- scale$to(fitted_y)
   growth <- if (sum(trend_points) < settings$min_points_linear) "flat" else settings$growth
-  effort <- if (series$has_activity) log1p(series$activity[trend_points]) else NULL
+  effort <- if (series$has_activity) {
+    log1p(pmin(series$activity[trend_points], request$activity_saturation %||% Inf))
+  } else {
+    NULL
+  }
   list(
-    ds = fitted_ds, y = fitted_y, scale = scale, z = z, growth = growth,
+    ds = fitted_ds, y = fitted_y, y_se = series$y_se[trend_points], scale = scale, z = z, growth = growth,
     trend = fit_trend(fitted_ds, z, growth, settings, effort)
   )
 }
 
 # Anomalous weeks of the learning index: leave-one-out scores of the
-# residuals of the fitted trend.
+# residuals of the fitted trend, against each week's own sampling error when
+# every fitted week has one (`measured_scores()`).
 learning_index_anomalies <- function(fitted, threshold, settings) {
   trend <- fitted$trend
-  score <- leave_one_out_scores(trend, fitted$z, settings)
+  se_z <- fitted$y_se * fitted$scale$slope(fitted$y)
+  score <- if (length(se_z) > 0 && all(!is.na(se_z) & se_z > 0)) {
+    measured_scores(trend, se_z)
+  } else {
+    leave_one_out_scores(trend, fitted$z, settings)
+  }
   flagged <- which(score > threshold)
   expected_y <- fitted$scale$from(fitted$z - trend$residuals)
   anomaly_table(
@@ -636,12 +679,11 @@ fit_prophet_batch <- function(request, settings = prophet_settings()) {
   series <- request$series
   ids <- unique(series$series_id)
   rows_by_series <- split(seq_along(series$series_id), factor(series$series_id, levels = ids))
+  week_columns <- c("ds", "y", "activity", "active_days", "y_se")
 
   fit_safely <- function(rows) {
     tryCatch(
-      fit_one_series(
-        series$ds[rows], series$y[rows], series$activity[rows], series$active_days[rows], request, settings
-      ),
+      fit_one_series(lapply(series[week_columns], function(column) column[rows]), request, settings),
       error = function(e) list(status = "failed", reason = paste("fit failed:", conditionMessage(e)))
     )
   }

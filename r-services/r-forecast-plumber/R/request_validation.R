@@ -59,12 +59,22 @@ parse_prophet_fit_request <- function(body, settings = prophet_settings()) {
   } else {
     check_numeric_column(series, "active_days", "series", allow_missing = TRUE, min = 0, max = 7)
   }
+  y_se <- if (is.null(series$y_se)) {
+    NULL
+  } else {
+    check_numeric_column(series, "y_se", "series", allow_missing = TRUE, min = 0)
+  }
   list(
     series = list(
-      series_id = series_id, ds = ds, y = y, activity = activity, active_days = active_days
+      series_id = series_id, ds = ds, y = y, activity = activity, active_days = active_days, y_se = y_se
     ),
     y_min = y_min,
     y_max = y_max,
+    activity_saturation = if (is.null(body$activity_saturation)) {
+      NULL
+    } else {
+      require_positive(body, "activity_saturation", NULL)
+    },
     forecast_weeks = scalar_number(
       body, "forecast_weeks",
       default = 4L, min = 0, max = settings$max_forecast_weeks, integer = TRUE

@@ -249,6 +249,12 @@ test_that("bad prophet inputs are 400s naming the field", {
   days_alone <- weekly_body()
   days_alone$series$active_days <- rep(1, 24)
   expect_http_error(post_fit(days_alone), 400L, "series.active_days: needs series.activity")
+  negative_se <- weekly_body()
+  negative_se$series$y_se <- c(rep(2, 6), -0.5, rep(2, 17))
+  expect_http_error(post_fit(negative_se), 400L, "series.y_se: values must be within [0, Inf] (row 7 is -0.5)")
+  expect_http_error(
+    post_fit(weekly_body(activity_saturation = 0)), 400L, "activity_saturation: must be greater than 0, got 0"
+  )
   missing_id <- weekly_body()
   missing_id$series$series_id[4] <- NA
   expect_http_error(post_fit(missing_id), 400L, "series.series_id: values must not be null (row 4)")

@@ -5,15 +5,16 @@
 #   python bench/prophet_quality.py --seeds 42 1 3 --dump-dir .local/anomaly-data ...
 #   Rscript bench/prophet_anomaly_tails.R .local/anomaly-data 42 1 3 [output.md]
 #
-# Each student's series (as the DAG sends it) goes through the service's own
-# fit_one_series() (no HTTP), once per tail: the service's `session_tail()` is
-# swapped in the environment the service code is sourced into, so everything
-# else (the sessions model, references, screening, the weeks scored) is the
-# service's. Tails of the same noise model:
-# - service: the week's attempts in sessions (count / attempts per session),
-#   continuous, against the negative binomial prediction of the sessions;
-# - mid-p: the same with half the probability of the observed count (the
-#   usual correction of a discrete test that is conservative);
+# Each seed's request (`request_<seed>.json`, as the DAG sends it) goes through
+# the service's own fit_prophet_batch() (no HTTP), once per tail: the
+# service's `session_tail()` is swapped in the environment the service code is
+# sourced into, so everything else (the sessions model, references,
+# screening, the weeks scored) is the service's. Tails of the same noise model:
+# - service (mid-p): the week's attempts in sessions (count / attempts per
+#   session), continuous, against the negative binomial prediction of the
+#   sessions, with half the probability of the observed count (the usual
+#   correction of a discrete test that is conservative);
+# - whole-count: the same with all of it (the service's tail before mid-p);
 # - attempts: the tail of the attempts themselves, sessions negative binomial
 #   and attempts given N sessions Poisson(N x attempts per session).
 # Flags at each threshold: activity alone, and with the learning_index flags
@@ -33,13 +34,12 @@ for (code_dir in file.path("r-services", c("common", "r-forecast-plumber"), "R")
 }
 service_tail <- service$session_tail
 
-mid_p_tail <- function(count, per_session, sessions, share, spike) {
+whole_count_tail <- function(count, per_session, sessions, share, spike) {
   observed <- count / per_session
   if (spike) {
-    0.5 * (stats::pbeta(share, sessions, observed, lower.tail = FALSE) +
-      stats::pbeta(share, sessions, observed + 1, lower.tail = FALSE))
+    stats::pbeta(share, sessions, observed, lower.tail = FALSE)
   } else {
-    0.5 * (stats::pbeta(share, sessions, observed + 1) + stats::pbeta(share, sessions, observed))
+    stats::pbeta(share, sessions, observed + 1)
   }
 }
 
@@ -53,20 +53,15 @@ attempts_tail <- function(count, per_session, sessions, share, spike) {
   }
 }
 
-tails <- list(service = service_tail, `mid-p` = mid_p_tail, attempts = attempts_tail)
+tails <- list(`service (mid-p)` = service_tail, `whole-count` = whole_count_tail, attempts = attempts_tail)
 
 # Every scored week of every student with its score (threshold -1: all of them).
-score_weeks <- function(series) {
-  settings <- utils::modifyList(service$prophet_settings(), list(cores = 1L))
-  request <- list(y_min = 0, y_max = 100, anomaly_threshold = -1, forecast_weeks = 0L)
-  scores <- lapply(split(series, series$user_id), function(s) {
-    result <- service$fit_one_series(as.Date(s$week_start), s$i_t, s$n_attempts, s$active_days, request, settings)
-    if (nrow(result$anomalies) == 0) {
-      return(NULL)
-    }
-    cbind(user_id = s$user_id[1], result$anomalies)
-  })
-  do.call(rbind, scores)
+score_weeks <- function(request) {
+  request$anomaly_threshold <- -1
+  request$forecast_weeks <- 0L
+  anomalies <- as.data.frame(service$fit_prophet_batch(request, service$prophet_settings())$anomalies)
+  names(anomalies)[names(anomalies) == "series_id"] <- "user_id"
+  anomalies
 }
 
 detection <- function(flagged, truth) {
@@ -81,13 +76,14 @@ detection <- function(flagged, truth) {
 rows <- list()
 for (seed in seeds) {
   series <- utils::read.csv(file.path(data_dir, sprintf("series_%s.csv", seed)))
+  request <- service$parse_prophet_fit_request(jsonlite::fromJSON(file.path(data_dir, sprintf("request_%s.json", seed))))
   truth <- utils::read.csv(file.path(data_dir, sprintf("truth_%s.csv", seed)))
   truth <- truth[truth$user_id %in% series$user_id & truth$week_start >= min(series$week_start) &
     truth$week_start <= max(series$week_start), ]
   truth$kind <- ifelse(truth$activity_factor > 1, "spike", "dip")
   for (tail_name in names(tails)) {
     assign("session_tail", tails[[tail_name]], envir = service)
-    scores <- score_weeks(series)
+    scores <- score_weeks(request)
     scores$key <- paste(scores$user_id, scores$ds)
     activity <- scores[scores$series == "activity", ]
     ordinary <- !activity$key %in% paste(truth$user_id, truth$week_start)

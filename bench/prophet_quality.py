@@ -28,7 +28,8 @@ are realized outcomes the run never saw) and rebuilds ``weekly_kpi``; then:
 
     python bench/prophet_quality.py --seeds 42 1 3 --output docs/bench-prophet-quality.md
 
-``--dump-dir DIR`` also writes, per seed, the series the DAG sends (``series_<seed>.csv``),
+``--dump-dir DIR`` also writes, per seed, the series the DAG sends (``series_<seed>.csv``, and
+the whole request ``request_<seed>.json``),
 the injected weeks (``truth_<seed>.csv``) and the true habits (``habits_<seed>.csv``),
 the input of ``bench/prophet_anomaly_tails.R`` (other tail probabilities of the activity
 test, offline).
@@ -66,7 +67,7 @@ from learning_analytics import synthetic  # noqa: E402
 from learning_analytics.evaluation import EvaluationWindow, evaluate_prophet  # noqa: E402
 from learning_analytics.kpi import build_weekly_kpi  # noqa: E402
 from learning_analytics.pipeline import RunContext  # noqa: E402
-from learning_analytics.pipelines.prophet import ProphetPipeline  # noqa: E402
+from learning_analytics.pipelines.prophet import ProphetPipeline, fit_payload  # noqa: E402
 from learning_analytics.settings import EvaluationSettings, KpiSettings, ProphetSettings  # noqa: E402
 from learning_analytics.warehouse import Warehouse  # noqa: E402
 from learning_analytics.windows import weekly_window  # noqa: E402
@@ -112,17 +113,20 @@ def _kpi_frame(warehouse: Warehouse) -> pd.DataFrame:
 
 
 def dump(data: SeedData, directory: Path) -> None:
-    """The DAG's series of the window, the injected weeks and the true habits, as CSV files."""
+    """The DAG's series of the window (CSV, and the whole ``/prophet/fit`` request as JSON),
+    the injected weeks and the true habits (CSV)."""
+    settings = ProphetSettings.from_env()
     series = Warehouse().query_frame(
         "prophet/weekly_series.sql",
         {
             "window_start": data.window_start,
             "window_end": data.window_end,
-            "min_active_weeks": ProphetSettings.from_env().min_active_weeks,
+            "min_active_weeks": settings.min_active_weeks,
         },
     )
     directory.mkdir(parents=True, exist_ok=True)
     series.to_csv(directory / f"series_{data.seed}.csv", index=False)
+    (directory / f"request_{data.seed}.json").write_text(json.dumps(fit_payload(series, settings), allow_nan=False))
     data.truth.to_csv(directory / f"truth_{data.seed}.csv", index=False)
     data.habits.to_csv(directory / f"habits_{data.seed}.csv", index=False)
 
@@ -262,8 +266,8 @@ def oracle_activity_scores(data: SeedData) -> pd.Series:
     """The model's activity test with each student's true rates: score per (user_id, week_start).
 
     The week's sessions are its attempts over the true attempts per session; the score
-    is the z of the one-sided tail of Poisson(true sessions per week, cut by the churn
-    day in the week the student left) at that continuous count, the limit of the
+    is the z of the one-sided mid-p tail of Poisson(true sessions per week, cut by the
+    churn day in the week the student left) at that continuous count, the limit of the
     service's negative-binomial tail (``activity_scores()``) when the rate is known
     exactly. Same weeks as the model: up to the last active week, without a dip in the
     last active week of a student inactive in the window's last 2 weeks.
@@ -284,9 +288,14 @@ def oracle_activity_scores(data: SeedData) -> pd.Series:
         rate = student["sessions_per_week"] * alive
         sessions = weeks["n_attempts"].to_numpy(dtype=float) / student["attempts_per_session"]
         spike = sessions > rate
-        # P(N >= x) and P(N <= x) of N ~ Poisson(rate), continuous in x (regularized gamma).
+        # Mid-p tails of N ~ Poisson(rate), continuous in x (regularized gamma), as the
+        # service's: (P(N >= x) + P(N >= x + 1)) / 2 and (P(N <= x) + P(N <= x - 1)) / 2.
+        at_least = special.gammainc(np.maximum(sessions, 1e-9), rate)
+        at_most = special.gammaincc(sessions + 1, rate)
         tail = np.where(
-            spike, special.gammainc(np.maximum(sessions, 1e-9), rate), special.gammaincc(sessions + 1, rate)
+            spike,
+            0.5 * (at_least + special.gammainc(sessions + 1, rate)),
+            0.5 * (at_most + special.gammaincc(np.maximum(sessions, 1e-9), rate)),
         )
         score = np.maximum(0.0, stats.norm.isf(tail))
         if inactive and not spike[-1]:

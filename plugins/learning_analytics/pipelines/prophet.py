@@ -2,11 +2,13 @@
 
 Model (r-forecast-plumber ``/prophet/fit``, details in its ``R/prophet_model.R``): one
 prophet model per student of I_t on a logit scale of its range [0, 100] (forecasts never
-leave it), with ln(1 + attempts) as an additive regressor and a linear trend (flat for
-fewer than 8 active weeks); weeks without attempts stay out of the trend (I_t = 0 there
-by definition). Weekly attempts are a second series, scored against the student's other
-weeks with a sessions model (attempts per session from active days), so activity
-spikes and dips are flagged where they happen; I_t is flagged net of effort. Scores are
+leave it), with ln(1 + attempts) (capped where I_t stops growing with effort, 200
+attempts) as an additive regressor and a linear trend (flat for fewer than 8 active
+weeks); weeks without attempts stay out of the trend (I_t = 0 there by definition).
+Weekly attempts are a second series, scored against the student's other weeks with a
+sessions model (attempts per session from active days), so activity spikes and dips are
+flagged where they happen; I_t is flagged net of effort, each week against its own
+sampling error (its accuracy is measured from that week's attempts). Scores are
 on a z scale; a week is flagged when its score exceeds ``PROPHET_ANOMALY_THRESHOLD``.
 Forecasts: the median and the 80% band of the predictive distribution, widening with the
 horizon, for ``PROPHET_FORECAST_WEEKS`` weeks. Students without an attempt in the
@@ -74,7 +76,9 @@ and writes, keyed by the run's logical date (`run_date`):
   `n_points` (weeks with attempts) and the `settings` used;
 * **`prophet_anomalies`**: flagged weeks of two series per student, `series`
   `activity` (weekly attempts, `y` observed vs `yhat` expected attempts) or
-  `learning_index` (`I_t` net of that week's effort), `direction` `spike` or `dip`, and
+  `learning_index` (`I_t` net of that week's effort, judged against the week's own
+  sampling error: a week of a dozen attempts needs a bigger move than one of 150),
+  `direction` `spike` or `dip`, and
   `score` (z scale) above `PROPHET_ANOMALY_THRESHOLD` (larger: fewer, surer flags).
   A zero week is a dip only for a student whose other weeks are busy; weeks after the
   last active week are never flagged;

@@ -487,9 +487,9 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, threshold: floa
         "## Calibration: ordinary weeks flagged",
         "",
         f"Share of the scored weeks that were not injected which each series flags at {threshold}, against the "
-        "share a calibrated two-sided score flags, 2 Phi(-threshold). A tail probability of a count is conservative "
-        "(below the nominal share) where the count is small: e.g. a zero week cannot score 2.5 for a student with "
-        "fewer than ~5 sessions a week.",
+        "share a calibrated two-sided score flags, 2 Phi(-threshold). activity: the mid-p tail of a count is close "
+        "to nominal (the whole-count tail was below it where counts are small). learning_index: below nominal, "
+        "since each week's yardstick is at least its own sampling error (the dispersion is floored at 1).",
         "",
         "| seed | nominal | activity | learning_index |",
         "|---:|---:|---:|---:|",

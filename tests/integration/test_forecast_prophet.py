@@ -11,6 +11,7 @@ the run reads nothing after it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from collections.abc import Callable
@@ -339,6 +340,32 @@ def test_anomaly_flags_beat_the_count_baseline_and_flat_median_does_not(
     assert not informative(flags.keys() & shuffled_truth, n_flags)
     assert directed(right_direction)
     assert not directed(random_direction)
+
+
+def test_learning_index_flags_are_no_more_than_a_calibrated_score_gives(
+    first_run: FirstRun, db: psycopg.Connection
+) -> None:
+    """The synthetic world has no accuracy anomalies: every ``learning_index`` flag is a false alarm.
+
+    Bar: at most the share of scored weeks (weeks with attempts) that a calibrated
+    two-sided score flags at the threshold, 2 Phi(-2.5) = 1.24%. Each week is judged
+    against its own sampling error (``y_se``, which the DAG sends) times the dispersion of
+    the student's other weeks, at least 1, so it flags fewer (0.19-0.45% on the bench's
+    400-student worlds, docs/bench-prophet-quality.md). The negative control of the
+    yardstick itself (one residual sigma per student flags 2-7x as many ordinary weeks)
+    is the service's test ``test-prophet-model.R``.
+    """
+    n_flags = fetch_all(
+        db,
+        "SELECT count(*) FROM prophet_anomalies WHERE run_date = %s AND series = 'learning_index'",
+        (TEST_LOGICAL_DATE,),
+    )[0][0]
+    weeks = window_activity(db)
+    n_scored = int((weeks["n_attempts"] > 0).sum())
+    print(f"learning_index flags: {n_flags} of {n_scored} weeks with attempts ({n_flags / n_scored:.4f})")
+    assert n_scored >= 1000
+    # 2 Phi(-threshold), the two-sided share of a standard normal beyond the threshold.
+    assert n_flags / n_scored <= math.erfc(ProphetSettings.from_env({}).anomaly_threshold / math.sqrt(2))
 
 
 def realized_forecasts(conn: psycopg.Connection) -> pd.DataFrame:

@@ -423,15 +423,15 @@ empty_anomalies <- function() {
 
 # Fit one series: `weeks` holds its per-week vectors of the request (`ds`,
 # `y`, and `activity`, `active_days`, `y_se`, each NULL when not sent);
-# without `activity`, y > y_min counts as activity. Returns list(status = "fitted"|"inactive", fit, model,
-# forecast, anomalies) or list(status = "skipped"|"inactive"|"failed",
-# reason[, anomalies]). Never throws for data reasons. The steps: order the
-# weeks and find the active ones (`prepare_series()`), score the activity
-# (`activity_anomalies()`), fit the trend to the active weeks
-# (`fit_series_trend()`) and score the learning index against it
-# (`learning_index_anomalies()`), then build the stored model
-# (`series_model_of()`), the fit summary (`series_fit_summary()`) and the
-# forecast.
+# without `activity`, y > y_min counts as activity. Returns list(status =
+# "fitted"|"inactive", fit, model, forecast, anomalies) or list(status =
+# "skipped"|"inactive"|"failed", reason[, anomalies]). Never throws for data
+# reasons. The steps: order the weeks and find the active ones
+# (`prepare_series()`), score the activity (`activity_anomalies()`), fit the
+# trend to the active weeks (`fit_series_trend()`) and score the learning
+# index against it (`learning_index_anomalies()`), then build the stored
+# model (`series_model_of()`), the fit summary (`series_fit_summary()`) and
+# the forecast.
 fit_one_series <- function(weeks, request, settings) {
   series <- prepare_series(weeks, request$y_min, settings)
   if (!any(series$active)) {

@@ -4,12 +4,10 @@
 
 bench_dir <- dirname(normalizePath(sub("^--file=", "", grep("^--file=", commandArgs(), value = TRUE)[1])))
 service_dir <- file.path(bench_dir, "..", "r-services", "r-brms-plumber")
-for (file in c(
-  sort(list.files(file.path(service_dir, "..", "common", "R"), pattern = "\\.R$", full.names = TRUE)),
-  sort(list.files(file.path(service_dir, "R"), pattern = "\\.R$", full.names = TRUE))
-)) {
-  sys.source(file, envir = globalenv())
-}
+# The service's code as the service and its tests load it (rservicecommon's
+# load_service_code()), its functions copied here to be called by name.
+library(rservicecommon)
+list2env(as.list(load_service_code(file.path(service_dir, "R")), all.names = TRUE), globalenv())
 Sys.setenv(R_SERVICE_NAME = "bench")
 if (!nzchar(Sys.getenv("MODEL_DIR"))) Sys.setenv(MODEL_DIR = tempfile("bench-models-"))
 

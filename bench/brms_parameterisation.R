@@ -31,7 +31,7 @@ population <- c(
 
 measure <- function(template, family, program) {
   started_at <- Sys.time()
-  fit <- sample_growth(template, data, 1000L, 500L, 2L, 1L, 0.95, 10L)
+  fit <- sample_growth(template, data, sampler_settings(1000L, 500L, 2L, 1L, 0.95, 10L))
   seconds <- seconds_since(started_at)
   variables <- intersect(population, posterior::variables(posterior::as_draws(fit)))
   draws <- posterior::as_draws_array(fit, variable = variables)

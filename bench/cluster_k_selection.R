@@ -7,11 +7,9 @@
 # Prints a Markdown table (docs/bench-cluster.md records a run).
 
 service_root <- file.path("r-services")
-for (code_dir in file.path(service_root, c("common", "r-cluster-plumber"), "R")) {
-  for (code_file in sort(list.files(code_dir, "\\.R$", full.names = TRUE))) {
-    source(code_file)
-  }
-}
+# The service's code as the service and its tests load it.
+library(rservicecommon)
+list2env(as.list(load_service_code(file.path(service_root, "r-cluster-plumber", "R")), all.names = TRUE), globalenv())
 source(file.path(service_root, "r-cluster-plumber", "tests", "testthat",
   "helper-segments.R"))
 

@@ -28,10 +28,9 @@ output <- if (grepl("[.]md$", args[length(args)])) args[length(args)] else NULL
 seeds <- setdiff(args[-1], output)
 thresholds <- c(2, 2.5, 3)
 
-service <- new.env()
-for (code_dir in file.path("r-services", c("common", "r-forecast-plumber"), "R")) {
-  for (code_file in sort(list.files(code_dir, "[.]R$", full.names = TRUE))) sys.source(code_file, envir = service)
-}
+# The service's code as the service loads it; its functions look each other up
+# in this environment, so a tail assigned here is the one they use.
+service <- rservicecommon::load_service_code(file.path("r-services", "r-forecast-plumber", "R"))
 service_tail <- service$session_tail
 
 whole_count_tail <- function(count, per_session, sessions, share, spike) {

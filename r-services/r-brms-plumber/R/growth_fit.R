@@ -189,19 +189,30 @@ user_summary <- function(coefficients, family, week_range) {
   }
 }
 
-# Runs the sampler on the compiled template (no recompilation).
-sample_growth <- function(template, model_data, iter, warmup, chains, seed, adapt_delta, max_treedepth) {
+# How a growth fit samples: `iter` iterations per chain first (`warmup` of
+# them warm-up), extended up to `max_iter` when short of the convergence
+# criteria (`sample_judged()`).
+sampler_settings <- function(iter, warmup, chains, seed, adapt_delta, max_treedepth, max_iter = iter) {
+  list(
+    iter = iter, max_iter = max_iter, warmup = warmup, chains = chains, seed = seed,
+    adapt_delta = adapt_delta, max_treedepth = max_treedepth
+  )
+}
+
+# Runs the sampler on the compiled template (no recompilation), `iter`
+# iterations per chain.
+sample_growth <- function(template, model_data, sampler, iter = sampler$iter) {
   withCallingHandlers(
     suppressMessages(stats::update(
       template,
       newdata = model_data,
       recompile = FALSE,
       iter = iter,
-      warmup = warmup,
-      chains = chains,
-      cores = sampling_cores(chains),
-      seed = seed,
-      control = list(adapt_delta = adapt_delta, max_treedepth = max_treedepth),
+      warmup = sampler$warmup,
+      chains = sampler$chains,
+      cores = sampling_cores(sampler$chains),
+      seed = sampler$seed,
+      control = list(adapt_delta = sampler$adapt_delta, max_treedepth = sampler$max_treedepth),
       refresh = 0,
       silent = 2
     )),
@@ -228,20 +239,19 @@ extended_iterations <- function(diagnostics, iter, warmup, max_iter) {
 
 # Samples one program and judges it. Rather than a large default for every fit,
 # a fit short of the ESS or Rhat target is run again, longer (at most
-# max_iter), and judged on that run alone.
-sample_judged <- function(template, model_data, iter, warmup, max_iter, chains, seed, adapt_delta, max_treedepth,
-                          max_rhat, min_ess_bulk) {
-  fit <- sample_growth(template, model_data, iter, warmup, chains, seed, adapt_delta, max_treedepth)
+# `sampler$max_iter`), and judged on that run alone.
+sample_judged <- function(template, model_data, sampler, max_rhat, min_ess_bulk) {
+  fit <- sample_growth(template, model_data, sampler)
   diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
-  iterations_run <- iter
+  iterations_run <- sampler$iter
   repeat {
-    longer <- extended_iterations(diagnostics, iterations_run, warmup, max_iter)
+    longer <- extended_iterations(diagnostics, iterations_run, sampler$warmup, sampler$max_iter)
     if (is.null(longer)) break
     log_event(
       "info", "growth fit: not converged, sampling again for longer",
-      reason = diagnostics$reason, iter = iterations_run, extended_iter = longer, max_iter = max_iter
+      reason = diagnostics$reason, iter = iterations_run, extended_iter = longer, max_iter = sampler$max_iter
     )
-    fit <- sample_growth(template, model_data, longer, warmup, chains, seed, adapt_delta, max_treedepth)
+    fit <- sample_growth(template, model_data, sampler, iter = longer)
     diagnostics <- fit_diagnostics(fit, max_rhat, min_ess_bulk)
     iterations_run <- longer
   }
@@ -264,11 +274,9 @@ fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, ma
     "info", "growth fit: parameterisation chosen",
     parameterisation = choice$parameterisation, coefficient_noise_share = round(choice$noise_share, 3)
   )
+  sampler <- sampler_settings(iter, warmup, chains, seed, adapt_delta, max_treedepth, max_iter = max_iter)
   sample_program <- function(parameterisation) {
-    sample_judged(
-      load_template(family, parameterisation), model_data, iter, warmup, max_iter, chains, seed,
-      adapt_delta, max_treedepth, max_rhat, min_ess_bulk
-    )
+    sample_judged(load_template(family, parameterisation), model_data, sampler, max_rhat, min_ess_bulk)
   }
   parameterisation <- choice$parameterisation
   run <- sample_program(parameterisation)
@@ -312,10 +320,6 @@ fit_growth <- function(data, family, iter, chains, seed, warmup, adapt_delta, ma
     users = as_columns(as.data.frame(users, stringsAsFactors = FALSE)),
     population_draws = as_columns(as.data.frame(population)),
     binomial_variance_mean = model$binomial_variance_mean,
-    settings = list(
-      iter = iter, max_iter = max_iter, warmup = warmup, chains = chains, cores = sampling_cores(chains),
-      seed = seed, adapt_delta = adapt_delta, max_treedepth = max_treedepth,
-      max_rhat = max_rhat, min_ess_bulk = min_ess_bulk
-    )
+    settings = c(sampler, list(cores = sampling_cores(chains), max_rhat = max_rhat, min_ess_bulk = min_ess_bulk))
   )
 }

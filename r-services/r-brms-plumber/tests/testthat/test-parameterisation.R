@@ -35,7 +35,9 @@ test_that("the centred program samples the same posterior as brms' own", {
   population <- c("b_Intercept", "b_week", "sd_user_id__Intercept", "sd_user_id__week", "sigma")
   summary_of <- function(parameterisation) {
     template <- service_code$load_template("gaussian", parameterisation)
-    fit <- service_code$sample_growth(template, data, 1000L, 500L, 2L, 1L, 0.95, 10L)
+    fit <- service_code$sample_growth(
+      template, data, service_code$sampler_settings(1000L, 500L, 2L, 1L, 0.95, 10L)
+    )
     draws <- posterior::as_draws_array(fit, variable = population)
     posterior::summarise_draws(draws, "mean", "sd")
   }

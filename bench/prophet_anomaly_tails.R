@@ -74,11 +74,11 @@ detection <- function(flagged, truth) {
 
 rows <- list()
 for (seed in seeds) {
-  series <- utils::read.csv(file.path(data_dir, sprintf("series_%s.csv", seed)))
   request <- service$parse_prophet_fit_request(jsonlite::fromJSON(file.path(data_dir, sprintf("request_%s.json", seed))))
+  sent <- request$series
   truth <- utils::read.csv(file.path(data_dir, sprintf("truth_%s.csv", seed)))
-  truth <- truth[truth$user_id %in% series$user_id & truth$week_start >= min(series$week_start) &
-    truth$week_start <= max(series$week_start), ]
+  truth <- truth[truth$user_id %in% sent$series_id & as.Date(truth$week_start) >= min(sent$ds) &
+    as.Date(truth$week_start) <= max(sent$ds), ]
   truth$kind <- ifelse(truth$activity_factor > 1, "spike", "dip")
   for (tail_name in names(tails)) {
     assign("session_tail", tails[[tail_name]], envir = service)

@@ -29,10 +29,9 @@ are realized outcomes the run never saw) and rebuilds ``weekly_kpi``; then:
     python bench/prophet_quality.py --seeds 42 1 3 --output docs/bench-prophet-quality.md
 
 ``--dump-dir DIR`` also writes, per seed, the series the DAG sends (``series_<seed>.csv``, and
-the whole request ``request_<seed>.json``),
-the injected weeks (``truth_<seed>.csv``) and the true habits (``habits_<seed>.csv``),
-the input of ``bench/prophet_anomaly_tails.R`` (other tail probabilities of the activity
-test, offline).
+the whole request ``request_<seed>.json``), the injected weeks (``truth_<seed>.csv``) and the
+true habits (``habits_<seed>.csv``); the request and the truth are the input of
+``bench/prophet_anomaly_tails.R`` (other tail probabilities of the activity test, offline).
 
 Then the DAG itself runs for T (``airflow dags test forecast_prophet``) and the
 scoreboard's own prophet scoring (``learning_analytics.evaluation.evaluate_prophet``,

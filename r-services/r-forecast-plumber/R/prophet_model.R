@@ -30,7 +30,8 @@
 #   sampling errors (`y_se`: I_t's accuracy is measured from that week's
 #   attempts, so a week of 20 attempts is noisier than one of 200), each
 #   residual is judged against its own error times the dispersion of the
-#   others (`measured_scores()`); without them, against the others' sigma.
+#   others, at least 1; without them, against the others' sigma
+#   (`leave_one_out_scores()`).
 # - Activity anomalies: a sessions model of weekly attempts against the
 #   student's other weeks (`activity_scores()`): a zero week is unusual only
 #   for a student whose other weeks are busy; weeks after the last active week
@@ -294,31 +295,23 @@ residual_sigma <- function(residuals, n_parameters, z, settings) {
   max(sqrt(sum(residuals^2) / degrees_of_freedom), sigma_floor(z, settings))
 }
 
-# Score of each point against the residual sigma of the other inliers: the
-# week being scored never widens (or narrows) its own yardstick. |y - yhat| /
-# sigma with sigma estimated from few weeks is Student-t distributed; the
-# score is the z of the same tail probability.
-leave_one_out_scores <- function(trend, z, settings) {
-  squares <- ifelse(trend$inlier, trend$residuals^2, 0)
-  n_others <- sum(trend$inlier) - trend$inlier
-  degrees_of_freedom <- pmax(1, n_others - trend$n_parameters)
-  sigma_others <- pmax(sqrt((sum(squares) - squares) / degrees_of_freedom), sigma_floor(z, settings))
-  t_to_z(abs(trend$residuals) / sigma_others, degrees_of_freedom)
-}
-
-# Scores when each point's measurement error is known (`se_z`, model scale):
-# each residual over its own error, times the dispersion of the OTHER
-# inliers' standardized residuals (quasi-likelihood), at least 1: no week is
-# measured more precisely than its sampling error says, so a student whose
-# few other residuals happen to be small does not get a yardstick below it.
-# Student-t with the others' degrees of freedom, as `leave_one_out_scores()`.
-measured_scores <- function(trend, se_z) {
-  standardized <- trend$residuals / se_z
+# Score of each point against the scale of the other inliers: the week being
+# scored never widens (or narrows) its own yardstick. |y - yhat| / sigma with
+# sigma estimated from few weeks is Student-t distributed; the score is the z
+# of the same tail probability. With each point's measurement error `se`
+# (model scale), residuals are standardized by it and the others' scale is a
+# dispersion (quasi-likelihood) with `floor_scale` 1: no week is measured more
+# precisely than its sampling error says, so a student whose few other
+# residuals happen to be small does not get a yardstick below it. Without,
+# `se` is 1 and the others' scale is their residual sigma, at least
+# `floor_scale` (`sigma_floor()`).
+leave_one_out_scores <- function(trend, floor_scale, se = 1) {
+  standardized <- trend$residuals / se
   squares <- ifelse(trend$inlier, standardized^2, 0)
   n_others <- sum(trend$inlier) - trend$inlier
   degrees_of_freedom <- pmax(1, n_others - trend$n_parameters)
-  dispersion <- pmax((sum(squares) - squares) / degrees_of_freedom, 1)
-  t_to_z(abs(standardized) / sqrt(dispersion), degrees_of_freedom)
+  scale_others <- pmax(sqrt((sum(squares) - squares) / degrees_of_freedom), floor_scale)
+  t_to_z(abs(standardized) / scale_others, degrees_of_freedom)
 }
 
 # z with the same one-sided tail probability as `t` under Student-t with `df`.
@@ -537,14 +530,14 @@ fit_series_trend <- function(series, trend_points, request, settings) {
 
 # Anomalous weeks of the learning index: leave-one-out scores of the
 # residuals of the fitted trend, against each week's own sampling error when
-# every fitted week has one (`measured_scores()`).
+# every fitted week has one (`leave_one_out_scores()`).
 learning_index_anomalies <- function(fitted, threshold, settings) {
   trend <- fitted$trend
   se_z <- fitted$y_se * fitted$scale$slope(fitted$y)
   score <- if (length(se_z) > 0 && all(!is.na(se_z) & se_z > 0)) {
-    measured_scores(trend, se_z)
+    leave_one_out_scores(trend, floor_scale = 1, se = se_z)
   } else {
-    leave_one_out_scores(trend, fitted$z, settings)
+    leave_one_out_scores(trend, floor_scale = sigma_floor(fitted$z, settings))
   }
   flagged <- which(score > threshold)
   expected_y <- fitted$scale$from(fitted$z - trend$residuals)
